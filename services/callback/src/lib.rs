@@ -1,0 +1,135 @@
+//! The callback service: the approver-facing HTTP surface of step-up.
+//!
+//! `GET /stepup/{challenge_id}` binds the challenge to the browser and redirects to the
+//! IdP. `GET /auth/callback` hands the authorization response to the challenge service,
+//! announces an accepted code to the verifier, and shows the approver the outcome. The
+//! service has no client secrets and redeems no codes: the verifier does that.
+
+mod backend;
+mod callback;
+mod config;
+mod cookie;
+mod error;
+mod outcomes;
+mod pages;
+mod routes;
+mod start;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use stepup_bus::Bus;
+use stepup_bus::stream::ensure_stream;
+use thiserror::Error;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use backend::{Backend, NatsBackend};
+pub use config::{Config, ConfigError};
+pub use error::PageError;
+pub use outcomes::{OUTCOME_SUBJECTS, Waiter, Waiters, decode_outcome};
+pub use routes::{AppState, router};
+
+/// The service name: the NATS connection name and the CloudEvents `source` suffix.
+pub const SERVICE: &str = "callback";
+
+/// The CloudEvents `source` of this service's events.
+pub(crate) const EVENT_SOURCE: &str = "/stepup/callback";
+
+/// The service could not start or stopped with a failure.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Connect(#[from] stepup_bus::ConnectError),
+    #[error(transparent)]
+    Stream(#[from] stepup_bus::stream::StreamError),
+    #[error("setting up the outcome subscriptions failed: {0}")]
+    Subscribe(#[from] outcomes::SubscribeError),
+    #[error("building the HTTP client for identity providers failed: {0}")]
+    HttpClient(#[source] stepup_oidc::authorize::DiscoveryError),
+    #[error(
+        "binding the HTTP listener to {addr} failed: {source}; choose a free address in `listen`"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("a service task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running callback service.
+#[derive(Debug)]
+pub struct Started {
+    /// The address the HTTP server listens on (useful with port 0).
+    pub http_addr: SocketAddr,
+    tasks: JoinSet<Result<(), Error>>,
+}
+
+impl Started {
+    /// Waits until every task has ended, which happens after `shutdown` is cancelled.
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Err(error) = joined.map_err(Error::from).and_then(|ended| ended) {
+                tracing::error!(%error, "callback task failed");
+                if result.is_ok() {
+                    result = Err(error);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Connects to NATS, subscribes to challenge outcomes, binds the HTTP listener and spawns
+/// the server. Returns once requests can be served.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, Error> {
+    let settings = config.settings()?;
+
+    let bus = Bus::connect(&config.nats, SERVICE).await?;
+    ensure_stream(&bus, &config.stream).await?;
+
+    // Subscribe before serving, so no waiter can miss an outcome.
+    let waiters = Waiters::new();
+    let messages = outcomes::subscribe(&bus).await?;
+    let backend = Arc::new(NatsBackend::new(bus, settings.rpc_timeout));
+    let state = AppState::new(&config, backend, Arc::clone(&waiters))?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let mut tasks = JoinSet::new();
+    let deliver_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        outcomes::deliver(messages, waiters, deliver_shutdown).await;
+        Ok(())
+    });
+    tasks.spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(Error::Serve)
+    });
+
+    tracing::info!(%http_addr, "callback service listening");
+    Ok(Started { http_addr, tasks })
+}
+
+/// Starts the service and waits until it has stopped after `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    start(config, shutdown).await?.wait().await
+}

@@ -1,0 +1,40 @@
+//! Configuration of the verifier.
+
+use serde::Deserialize;
+use stepup_bus::NatsSettings;
+use stepup_bus::consumer::ConsumerSettings;
+use stepup_bus::stream::StreamSettings;
+use stepup_oidc::provider::ProviderSettings;
+
+/// Settings of the verifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsSettings,
+    pub stream: StreamSettings,
+    pub consumer: ConsumerSettings,
+    /// Address of the health endpoints.
+    pub listen: String,
+    /// Timeout of each request to an IdP (discovery, JWKS, token), in milliseconds.
+    pub idp_timeout_ms: u64,
+    /// Request/reply timeout toward the challenge service, in milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Tolerated clock difference with the IdPs, in seconds.
+    pub clock_skew_secs: u64,
+    pub providers: Vec<ProviderSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            nats: NatsSettings::default(),
+            stream: StreamSettings::default(),
+            consumer: ConsumerSettings::default(),
+            listen: "127.0.0.1:8082".into(),
+            idp_timeout_ms: 10_000,
+            rpc_timeout_ms: 5_000,
+            clock_skew_secs: 60,
+            providers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The verifier service as a process of its own; `stepup run verifier` runs the same code.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    stepup_runtime::run_service("verifier", &["providers"], stepup_verifier::run).await
+}

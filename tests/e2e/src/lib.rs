@@ -1,0 +1,50 @@
+//! Harness for the end-to-end tests: it starts real dependencies on loopback
+//! ports and drives them the way an approver's browser would.
+//!
+//! - [`nats::NatsServer`] runs a `nats-server` with JetStream and its own store.
+//! - [`idp::DevIdp`] runs the development OpenID provider from `tests/idp`.
+//! - [`browser::Browser`] is an HTTP client with a cookie store that follows
+//!   redirects itself, so a test can inspect every hop.
+//!
+//! Every process is killed when its handle is dropped, and every wait is
+//! bounded. The external tools come from `scripts/install-deps.sh`.
+
+pub mod browser;
+pub mod idp;
+pub mod nats;
+
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+
+pub use browser::{Browser, BrowserError, Page};
+pub use idp::{DevIdp, IdpClient, IdpConfig, IdpError, IdpUser, Profile};
+pub use nats::{NatsError, NatsServer};
+
+/// Returns the root of the Cargo workspace, two levels above this crate.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match manifest_dir.parent().and_then(|tests| tests.parent()) {
+        Some(root) => root.to_path_buf(),
+        None => manifest_dir,
+    }
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free when this function ran.
+///
+/// The port is released before returning, so another process can take it
+/// before the caller binds it. A caller that starts a server on it should
+/// retry with another port when the bind fails.
+pub fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Reads a log file that a harness process writes, for failure messages.
+fn read_log(path: &std::path::Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.is_empty() => "(log is empty)".to_owned(),
+        Ok(text) => text,
+        Err(error) => format!("(cannot read log {}: {error})", path.display()),
+    }
+}
