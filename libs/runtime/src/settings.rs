@@ -31,11 +31,11 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
         }
         figment = figment.merge(Toml::file(path));
     }
-    let figment = figment.merge(
-        Env::prefixed("STEPUP_")
-            .split("__")
-            .ignore(&["config", "log_format", "log_json"]),
-    );
+    let figment = figment.merge(Env::prefixed("STEPUP_").split("__").ignore(&[
+        "config",
+        "log_format",
+        "log_json",
+    ]));
     let value: Value = figment
         .extract()
         .context("reading the configuration file and STEPUP_* variables")?;

@@ -4,5 +4,10 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    stepup_runtime::run_service("challenge", &["public_url", "providers", "policies"], stepup_challenge::run).await
+    stepup_runtime::run_service(
+        "challenge",
+        &["public_url", "providers", "policies"],
+        stepup_challenge::run,
+    )
+    .await
 }
