@@ -43,7 +43,7 @@ mod tests {
     fn pkce_challenge_matches_rfc7636_example() {
         // The verifier and challenge of RFC 7636, appendix B.
         let challenge = pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEjMjw-cM");
+        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     }
 
     #[test]
