@@ -8,7 +8,8 @@
 #   4. publishes a demo approval and prints the step-up link and the demo user's
 #      credentials, then waits for the outcome.
 #
-# Everything it started stops on Ctrl-C (or when the script exits).
+# Everything it started stops on Ctrl-C (or when the script exits). Each run starts from an
+# empty .stepup/quickstart directory, so the previous run's data and logs are removed.
 #
 # Usage: scripts/quickstart.sh [--no-wait]
 #   --no-wait   exit (stopping everything) right after the step-up link is printed
@@ -41,6 +42,7 @@ wait_for_http() {
 
 PIDS=()
 cleanup() {
+    [ "${#PIDS[@]}" -gt 0 ] && say "stopping nats-server, the IdP and the services"
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -165,6 +167,12 @@ Open the step-up link above in a browser on this machine and sign in as the appr
     one-time code:  123456   (leave it empty to see the step-up fail: acr_not_satisfied)
 
 Logs: $WORK/*.log    Audit trail: http://127.0.0.1:$AUDIT_PORT/audit/approvals/$APPROVAL_ID
+
+More approvals, from another terminal while this one runs (the command waits for the
+outcome and exits non-zero unless the approval completed):
+    $STEPUP --config $WORK/stepup.toml approval request \\
+        --policy-id production-access --step-id security-approval \\
+        --approver-id alice --approver-email alice@example.com --wait-secs 600
 TEXT
 
 if [ "$WAIT_FOR_OUTCOME" -eq 0 ]; then
@@ -174,4 +182,4 @@ fi
 say "waiting for the outcome (up to 10 minutes; Ctrl-C stops everything)"
 "$STEPUP" --config "$WORK/stepup.toml" approval watch --approval-id "$APPROVAL_ID" --wait-secs 600 || true
 say "the services keep running; press Ctrl-C to stop them"
-wait
+wait || true

@@ -83,6 +83,19 @@ pub enum PublishError {
     },
 }
 
+/// An event serialized ahead of its publishing, with the trace context of the span that
+/// produced it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEvent<'a> {
+    /// The CloudEvents id; also sent as `Nats-Msg-Id`.
+    pub id: &'a str,
+    pub subject: &'a str,
+    /// The structured-mode JSON CloudEvent.
+    pub payload: &'a [u8],
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
+}
+
 /// A connection to NATS with its JetStream context, shared by the services of a process.
 #[derive(Debug, Clone)]
 pub struct Bus {
@@ -190,6 +203,38 @@ impl Bus {
     /// same event is dropped by the stream's duplicate window.
     pub async fn publish_envelope(&self, envelope: &Envelope) -> Result<(), PublishError> {
         self.publish_to(envelope.event_type(), envelope).await
+    }
+
+    /// Publishes an event that was serialized earlier, such as a row of a transactional
+    /// outbox, with the trace context it was stored with, and waits for JetStream's
+    /// acknowledgement. `Nats-Msg-Id` is the event id, so publishing it again within the
+    /// stream's duplicate window stores nothing new.
+    pub async fn publish_stored(&self, event: &StoredEvent<'_>) -> Result<(), PublishError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::NATS_MESSAGE_ID, event.id);
+        if let Some(traceparent) = event.traceparent {
+            headers.insert("traceparent", traceparent);
+        }
+        if let Some(tracestate) = event.tracestate {
+            headers.insert("tracestate", tracestate);
+        }
+
+        let to_publish_error = |source| PublishError::Publish {
+            id: event.id.to_owned(),
+            subject: event.subject.to_owned(),
+            source,
+        };
+        let ack = self
+            .jetstream
+            .publish_with_headers(
+                event.subject.to_owned(),
+                headers,
+                bytes::Bytes::copy_from_slice(event.payload),
+            )
+            .await
+            .map_err(to_publish_error)?;
+        ack.await.map_err(to_publish_error)?;
+        Ok(())
     }
 
     async fn publish_to(&self, subject: &str, envelope: &Envelope) -> Result<(), PublishError> {

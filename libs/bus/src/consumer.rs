@@ -24,6 +24,9 @@ use tracing::Instrument;
 use crate::Bus;
 use crate::headers::trace_headers_of;
 
+/// How often a consumer's backlog is read for the `stepup.consumer.pending` gauge.
+const PENDING_SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Delivery settings of one durable consumer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,10 +35,14 @@ pub struct ConsumerSettings {
     pub ack_wait_secs: u64,
     /// Deliveries before a message goes to the dead-letter subject.
     pub max_deliver: i64,
-    /// Delay before each redelivery after a failure, in milliseconds.
+    /// Delay before each redelivery after a failure, in milliseconds: the first entry
+    /// after the first failed delivery, and so on; the last entry repeats.
     pub backoff_ms: Vec<u64>,
     /// Messages processed at once by one instance.
     pub max_in_flight: usize,
+    /// How long messages in flight may still take once shutdown starts, in seconds. A
+    /// message not finished by then is nak'd, so another instance takes it at once.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ConsumerSettings {
@@ -45,6 +52,7 @@ impl Default for ConsumerSettings {
             max_deliver: 5,
             backoff_ms: vec![500, 2_000, 10_000, 30_000],
             max_in_flight: 16,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -131,11 +139,10 @@ where
         deliver_policy: DeliverPolicy::All,
         ack_wait: Duration::from_secs(settings.ack_wait_secs),
         max_deliver: settings.max_deliver,
-        backoff: settings
-            .backoff_ms
-            .iter()
-            .map(|ms| Duration::from_millis(*ms))
-            .collect(),
+        // No JetStream `backoff`: when set, its first value replaces `ack_wait` for the first
+        // delivery, so a handler slower than that (a slow token endpoint) would see its
+        // message redelivered while still working on it. Failed handlers get their delay
+        // from `backoff_ms` through the nak instead.
         max_ack_pending: i64::try_from(settings.max_in_flight.max(1) * 4).unwrap_or(1_000),
         ..Default::default()
     };
@@ -157,12 +164,19 @@ where
             ),
         })?;
     tracing::info!(consumer = %spec.durable, subjects = ?spec.filter_subjects, "consumer started");
+    let sampler = tokio::spawn(sample_pending(consumer, spec.durable.clone()));
 
+    // Shutdown stops fetching at once; what is in flight gets `shutdown_grace_secs`.
+    // NOTE: messages the client fetched but never handed out are not nak'd: JetStream
+    // redelivers them after `ack_wait_secs`.
+    let shutdown_started = shutdown.clone();
     messages
         .take_until(shutdown.cancelled_owned())
         .for_each_concurrent(settings.max_in_flight.max(1), |message| async {
             match message {
-                Ok(message) => process(bus, spec, settings, &handler, message).await,
+                Ok(message) => {
+                    process(bus, spec, settings, &handler, message, &shutdown_started).await
+                }
                 Err(error) => {
                     tracing::warn!(consumer = %spec.durable, %error, "pull consumer read failed; continuing");
                 }
@@ -170,8 +184,29 @@ where
         })
         .await;
 
+    sampler.abort();
     tracing::info!(consumer = %spec.durable, "consumer stopped");
     Ok(())
+}
+
+/// Records the consumer's `num_pending` at start and then every
+/// [`PENDING_SAMPLE_INTERVAL`], until the task is aborted.
+async fn sample_pending(
+    mut consumer: async_nats::jetstream::consumer::PullConsumer,
+    durable: String,
+) {
+    let mut ticks = tokio::time::interval(PENDING_SAMPLE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match consumer.info().await {
+            Ok(info) => {
+                stepup_telemetry::metrics::record_consumer_pending(&durable, info.num_pending)
+            }
+            Err(error) => {
+                tracing::debug!(consumer = %durable, %error, "reading the consumer's backlog failed");
+            }
+        }
+    }
 }
 
 async fn process<H, Fut>(
@@ -180,6 +215,7 @@ async fn process<H, Fut>(
     settings: &ConsumerSettings,
     handler: &H,
     message: Message,
+    shutdown: &CancellationToken,
 ) where
     H: Fn(Delivery) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -199,6 +235,7 @@ async fn process<H, Fut>(
     // 2. Handle it inside a span that continues the producer's trace.
     let span = tracing::info_span!(
         "consume",
+        service = %spec.service,
         consumer = %spec.durable,
         event.id = %envelope.id(),
         event.r#type = %envelope.event_type(),
@@ -206,13 +243,22 @@ async fn process<H, Fut>(
     );
     stepup_telemetry::set_parent_from_headers(&span, &trace_headers_of(message.headers.as_ref()));
     let event_id = envelope.id().to_owned();
-    let outcome = handler(Delivery {
+    let handled = handler(Delivery {
         envelope,
         subject,
         delivered,
     })
-    .instrument(span.clone())
-    .await;
+    .instrument(span.clone());
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let outcome = tokio::select! {
+        outcome = handled => outcome,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            // Dropping the handler rolls back whatever it had not committed.
+            tracing::warn!(consumer = %spec.durable, "handling outlasted the shutdown grace period; the event goes back to the stream");
+            ack(&message, AckKind::Nak(None), spec).await;
+            return;
+        }
+    };
 
     // 3. Settle the message.
     let _entered = span.enter();
@@ -226,10 +272,26 @@ async fn process<H, Fut>(
             dead_letter(bus, spec, &message, Some(event_id), error, delivered).await;
         }
         Outcome::Retry { error } => {
-            tracing::warn!(consumer = %spec.durable, %error, delivered, "handling failed; the event will be redelivered");
-            ack(&message, AckKind::Nak(None), spec).await;
+            let delay = retry_delay(settings, delivered);
+            tracing::warn!(consumer = %spec.durable, %error, delivered, retry_in_ms = delay.as_millis(), "handling failed; the event will be redelivered");
+            ack(&message, AckKind::Nak(Some(delay)), spec).await;
         }
     }
+}
+
+/// Returns how long JetStream waits before delivering a failed message again: the
+/// `backoff_ms` entry for this delivery, the last entry once they run out, and one second
+/// when the list is empty. A nak without a delay would be redelivered at once, so a
+/// transient failure (a database restarting) would use up every delivery in milliseconds.
+pub fn retry_delay(settings: &ConsumerSettings, delivered: i64) -> Duration {
+    let index = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+    let millis = settings
+        .backoff_ms
+        .get(index)
+        .or(settings.backoff_ms.last())
+        .copied()
+        .unwrap_or(1_000);
+    Duration::from_millis(millis)
 }
 
 /// Republishes `message` on the service's dead-letter subject, then acks it. When the
@@ -294,4 +356,29 @@ async fn ack(message: &Message, kind: AckKind, spec: &ConsumerSpec) {
 /// outside the consume span.
 pub fn message_trace_headers(message: &Message) -> HashMap<String, String> {
     trace_headers_of(message.headers.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_follows_backoff_then_repeats_last() {
+        let settings = ConsumerSettings {
+            backoff_ms: vec![100, 400],
+            ..ConsumerSettings::default()
+        };
+        assert_eq!(retry_delay(&settings, 1), Duration::from_millis(100));
+        assert_eq!(retry_delay(&settings, 2), Duration::from_millis(400));
+        assert_eq!(retry_delay(&settings, 7), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn retry_delay_without_backoff_is_one_second() {
+        let settings = ConsumerSettings {
+            backoff_ms: Vec::new(),
+            ..ConsumerSettings::default()
+        };
+        assert_eq!(retry_delay(&settings, 1), Duration::from_secs(1));
+    }
 }

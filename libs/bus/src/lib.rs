@@ -14,5 +14,5 @@ mod connection;
 mod headers;
 
 pub use async_nats::SubscribeError;
-pub use connection::{Bus, ConnectError, NatsSettings, PublishError};
+pub use connection::{Bus, ConnectError, NatsSettings, PublishError, StoredEvent};
 pub use headers::{trace_headers_of, with_trace_headers};

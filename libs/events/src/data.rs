@@ -302,3 +302,74 @@ impl EventData for DeadLetter {
         &self.original_subject
     }
 }
+
+/// `stepup.audit.recorded`: one record of the audit log, published on the audit stream
+/// after it is committed. The JSON Lines export of the audit API has one of these per line.
+///
+/// The fields are the record's columns as stored, so a consumer can recompute the hash:
+/// times are Unix milliseconds, `amr`, `acrs` and `event_json` are the stored JSON text,
+/// and a column that is NULL is left out (a verifier reads a missing field as `null`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecorded {
+    /// Position in the chain, starting at 1 and without gaps.
+    pub seq: i64,
+    /// When the audit service appended the record, in Unix milliseconds.
+    pub recorded_at: i64,
+    /// The recorded event's CloudEvents `id`.
+    pub event_id: String,
+    /// The recorded event's CloudEvents `type`.
+    pub event_type: String,
+    /// The recorded event's CloudEvents `time`, in Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
+    /// The approver's id in the other system, or their email when the event has no id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The event's meaning for the approval, such as `requested` or `completed`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The `amr` values as JSON text, such as `["pwd","otp"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<String>,
+    /// Entra's `acrs` values as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acrs: Option<String>,
+    /// The IdP's `auth_time`, in Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The approver's subject (`sub`) at the IdP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_subject: Option<String>,
+    /// Hex SHA-256 of the compact ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_sha256: Option<String>,
+    /// The W3C trace id of the approval's trace, as 32 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The recorded CloudEvent as JSON text, with secret-bearing members redacted.
+    pub event_json: String,
+    /// The hash of the record at `seq - 1`, or 64 zeros for the first record.
+    pub prev_hash: String,
+    /// Lowercase hex SHA-256 over the record's canonical JSON followed by `prev_hash`.
+    pub hash: String,
+}
+
+impl EventData for AuditRecorded {
+    const TYPE: &'static str = subject::AUDIT_RECORDED;
+
+    /// The approval the record is about, or the recorded event's id when it names none.
+    fn subject_id(&self) -> &str {
+        self.approval_id.as_deref().unwrap_or(&self.event_id)
+    }
+}

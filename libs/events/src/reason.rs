@@ -54,6 +54,41 @@ pub enum ReasonCode {
     BrowserMismatch,
     /// The challenge was already used.
     AlreadyUsed,
+    /// The authorization response's RFC 9207 `iss` parameter is not the provider's issuer,
+    /// or is missing although the provider's discovery document promises it. Also used
+    /// when the ID token's `iss`, or the discovery document's `issuer`, is not exactly the
+    /// configured issuer.
+    IssuerMismatch,
+    /// The approver of the approval is also its requester.
+    SelfApproval,
+    /// The provider binds approvers by email and the ID token's email is not marked
+    /// verified.
+    EmailNotVerified,
+    /// The ID token is unsigned (`alg: none`, no signature) or its signature does not
+    /// verify with the published key.
+    SignatureInvalid,
+    /// The ID token is signed with an algorithm the provider is not configured to accept
+    /// (HS256 among them, whatever discovery lists).
+    AlgorithmNotAllowed,
+    /// No published key matches the ID token's `kid` and algorithm, also after the JWKS
+    /// was fetched again.
+    KeyNotFound,
+    /// The ID token has no `kid` while the provider publishes several keys.
+    KeyIdMissing,
+    /// The ID token's `aud` does not contain the client id, or names other audiences
+    /// without `azp` being the client id.
+    AudienceMismatch,
+    /// The ID token's `exp` has passed.
+    TokenExpired,
+    /// The ID token's `nbf` is in the future.
+    TokenNotYetValid,
+    /// The ID token's `iat` or `auth_time` is in the future beyond the clock skew.
+    IssuedInFuture,
+    /// The token endpoint answered with something that is not a token response (HTML, an
+    /// oversized body, a non-JSON body, an unexpected status).
+    TokenResponseInvalid,
+    /// The provider's discovery document or JWKS is not valid JSON of the expected shape.
+    ProviderMetadataInvalid,
 }
 
 impl ReasonCode {
@@ -82,6 +117,19 @@ impl ReasonCode {
             Self::StateInvalid => "state_invalid",
             Self::BrowserMismatch => "browser_mismatch",
             Self::AlreadyUsed => "already_used",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::SelfApproval => "self_approval",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::KeyNotFound => "key_not_found",
+            Self::KeyIdMissing => "key_id_missing",
+            Self::AudienceMismatch => "audience_mismatch",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::TokenResponseInvalid => "token_response_invalid",
+            Self::ProviderMetadataInvalid => "provider_metadata_invalid",
         }
     }
 
@@ -101,7 +149,7 @@ impl ReasonCode {
                 "The policy for this step names an identity provider that is not configured. Ask an administrator to fix the policy."
             }
             Self::AcrNotSatisfied => {
-                "You signed in, but not with the strength this approval requires. Try again and complete the additional verification (for example a one-time code or security key)."
+                "You signed in, but not with the strength this approval requires. Ask for the approval again, then complete the additional verification (for example a one-time code or security key)."
             }
             Self::AcrMissing => {
                 "The identity provider did not say how you signed in (no acr claim). An administrator must configure the provider to return acr."
@@ -110,13 +158,13 @@ impl ReasonCode {
                 "The identity provider did not confirm the required authentication context (no acrs claim). An administrator must assign the authentication context in a Conditional Access policy."
             }
             Self::AcrsNotSatisfied => {
-                "You signed in, but without the authentication context this approval requires. Try again and complete the additional verification."
+                "You signed in, but without the authentication context this approval requires. Ask for the approval again, then complete the additional verification."
             }
             Self::AuthTimeMissing => {
                 "The identity provider did not say when you signed in (no auth_time claim). An administrator must configure the provider to return auth_time."
             }
             Self::AuthTooOld => {
-                "Your sign-in happened before this approval was requested. Start again and sign in anew when the identity provider asks."
+                "Your sign-in happened before this approval was requested. Ask for the approval again, then sign in anew when the identity provider asks."
             }
             Self::NonceMismatch => {
                 "The sign-in response does not belong to this approval. Start again from the approval link."
@@ -152,6 +200,45 @@ impl ReasonCode {
                 "This sign-in finished in a different browser than the one that started it. Open the approval link and sign in in the same browser."
             }
             Self::AlreadyUsed => "This approval link was already used. Each link works once.",
+            Self::IssuerMismatch => {
+                "The sign-in response did not come from the identity provider this approval uses. Start again from the approval link; if it happens again, tell your security team."
+            }
+            Self::SelfApproval => {
+                "You requested this change yourself, so you cannot approve it. Ask another approver to approve it."
+            }
+            Self::EmailNotVerified => {
+                "The identity provider did not confirm that your email address is verified, so your sign-in cannot be matched to the approver. Verify your email address at the identity provider, or ask an administrator to bind approvers by subject."
+            }
+            Self::SignatureInvalid => {
+                "The identity provider's ID token is unsigned or its signature is not valid, so the sign-in cannot be trusted. Start again; if it happens again, tell your security team."
+            }
+            Self::AlgorithmNotAllowed => {
+                "The identity provider signed the ID token with an algorithm this provider is not configured to accept. An administrator must check the provider's signing algorithm settings."
+            }
+            Self::KeyNotFound => {
+                "The ID token is signed with a key the identity provider does not publish. Try again in a few minutes; if it keeps failing, an administrator must check the provider's signing keys."
+            }
+            Self::KeyIdMissing => {
+                "The ID token does not say which of the identity provider's keys signed it (no kid). An administrator must configure the provider to send kid."
+            }
+            Self::AudienceMismatch => {
+                "The ID token was issued to a different application. An administrator must check the provider's client id."
+            }
+            Self::TokenExpired => {
+                "The ID token had expired when it arrived. Start again; if it keeps failing, an administrator must check the clocks of this service and the identity provider."
+            }
+            Self::TokenNotYetValid => {
+                "The ID token is not valid yet. An administrator must check the clocks of this service and the identity provider."
+            }
+            Self::IssuedInFuture => {
+                "The ID token says it was issued, or that you signed in, in the future. An administrator must check the clocks of this service and the identity provider."
+            }
+            Self::TokenResponseInvalid => {
+                "The identity provider's token endpoint returned an answer that is not a token response. Start again; if it keeps failing, an administrator must check the provider."
+            }
+            Self::ProviderMetadataInvalid => {
+                "The identity provider's discovery document or signing keys could not be read. An administrator must check the provider's issuer URL and its published keys."
+            }
         }
     }
 }

@@ -190,4 +190,9 @@ pub mod fault {
     pub const NOT_FOUND: &str = "not_found";
     pub const NOT_REDEEMABLE: &str = "not_redeemable";
     pub const INTERNAL: &str = "internal";
+    /// The request is incomplete, such as an authorization response with neither `code`
+    /// nor `error`.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// An identity provider that the check needs could not be reached; try again later.
+    pub const IDP_UNAVAILABLE: &str = "idp_unavailable";
 }

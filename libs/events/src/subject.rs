@@ -18,6 +18,12 @@ pub const AUTH_CODE_RECEIVED: &str = "stepup.auth.code_received";
 pub const AUTH_VERIFIED: &str = "stepup.auth.verified";
 pub const AUTH_REJECTED: &str = "stepup.auth.rejected";
 pub const PROVIDER_TESTED: &str = "stepup.provider.tested";
+/// Published by the audit service for every record it appends, on its own stream.
+pub const AUDIT_RECORDED: &str = "stepup.audit.recorded";
+
+/// The subjects of the audit stream (`STEPUP_AUDIT` by default). They are outside
+/// [`STREAM_SUBJECTS`], so the audit service never records its own records.
+pub const AUDIT_STREAM_SUBJECTS: &[&str] = &["stepup.audit.>"];
 
 /// Prefix of the dead-letter subjects, one per consuming service.
 pub const DEADLETTER_PREFIX: &str = "stepup.deadletter";
@@ -85,6 +91,25 @@ mod tests {
         for bad in ["", "a.b", "*", ">", "a b", "tab\t"] {
             assert!(validate_token(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    /// Reports whether `pattern` (a literal or a `prefix.>` wildcard) captures `subject`.
+    fn captures(pattern: &str, subject: &str) -> bool {
+        let prefix = pattern.trim_end_matches('>');
+        subject == pattern || (pattern.ends_with('>') && subject.starts_with(prefix))
+    }
+
+    #[test]
+    fn audit_records_are_outside_the_event_stream() {
+        let captured = STREAM_SUBJECTS
+            .iter()
+            .any(|pattern| captures(pattern, AUDIT_RECORDED));
+        assert!(!captured, "the audit service would record its own records");
+        assert!(
+            AUDIT_STREAM_SUBJECTS
+                .iter()
+                .any(|pattern| captures(pattern, AUDIT_RECORDED))
+        );
     }
 
     #[test]

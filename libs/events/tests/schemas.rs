@@ -8,24 +8,25 @@
 
 use std::collections::BTreeSet;
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonschema::Validator;
 use serde_json::{Value, json};
 use stepup_events::data::{
-    ApprovalCompleted, ApprovalRejected, ApprovalRequested, Approver, AuthCodeReceived,
-    AuthRejected, AuthVerified, ChallengeExpired, ChallengeFailed, ChallengeStarted, Channel,
-    DeadLetter, EntraMode, Evidence, Requester, Requirement, Resource, StepUpRequired,
-    SubjectClaims,
+    ApprovalCompleted, ApprovalRejected, ApprovalRequested, Approver, AuditRecorded,
+    AuthCodeReceived, AuthRejected, AuthVerified, ChallengeExpired, ChallengeFailed,
+    ChallengeStarted, Channel, DeadLetter, EntraMode, Evidence, Requester, Requirement, Resource,
+    StepUpRequired, SubjectClaims,
 };
 use stepup_events::{Envelope, EventData, ReasonCode};
+use stepup_registry::tested::ProviderTested;
 
 type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
 /// The event type of every payload that implements `EventData`. A type added to the crate
 /// must be added here and to `samples`, and gets a schema file of the same name.
-const EVENT_TYPES: [&str; 11] = [
+const EVENT_TYPES: [&str; 13] = [
     ApprovalRequested::TYPE,
     StepUpRequired::TYPE,
     ApprovalCompleted::TYPE,
@@ -37,6 +38,8 @@ const EVENT_TYPES: [&str; 11] = [
     AuthVerified::TYPE,
     AuthRejected::TYPE,
     DeadLetter::TYPE,
+    AuditRecorded::TYPE,
+    ProviderTested::TYPE,
 ];
 
 /// Lowercase hex SHA-256 of `test`, standing in for a token or nonce hash.
@@ -320,6 +323,76 @@ fn dead_letter_samples() -> TestResult<Vec<Sample>> {
     ])
 }
 
+fn audit_recorded_samples() -> TestResult<Vec<Sample>> {
+    let full = AuditRecorded {
+        seq: 42,
+        recorded_at: 1_741_944_600_456,
+        event_id: "01956a3e-6f1c-7d2a-9b3e-4c5d6e7f8a9b".into(),
+        event_type: "stepup.approval.completed".into(),
+        event_time: Some(1_741_944_600_123),
+        approval_id: Some("apr-2025-0042".into()),
+        step_id: Some("security-review".into()),
+        challenge_id: Some("ch-01J8Z6".into()),
+        approver: Some("u-1842".into()),
+        provider: Some("okta-prod".into()),
+        outcome: "completed".into(),
+        reason_code: Some("acr_not_satisfied".into()),
+        acr: Some("urn:okta:loa:2fa:any".into()),
+        amr: Some(r#"["pwd","otp"]"#.into()),
+        acrs: Some(r#"["c3"]"#.into()),
+        auth_time: Some(1_741_944_580_000),
+        idp_subject: Some("00u1a2b3c4D5e6F7g8h9".into()),
+        id_token_sha256: Some(SHA256_HEX.into()),
+        trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+        event_json: r#"{"id":"01956a3e-6f1c-7d2a-9b3e-4c5d6e7f8a9b"}"#.into(),
+        prev_hash: "0".repeat(64),
+        hash: SHA256_HEX.into(),
+    };
+    let minimal = AuditRecorded {
+        seq: 43,
+        recorded_at: 1_741_944_601_000,
+        event_id: "01956a3e-70aa-7d2a-9b3e-4c5d6e7f8a9b".into(),
+        event_type: "stepup.deadletter".into(),
+        outcome: "dead_letter".into(),
+        event_json: "{}".into(),
+        prev_hash: SHA256_HEX.into(),
+        hash: SHA256_HEX.into(),
+        ..AuditRecorded::default()
+    };
+    Ok(vec![
+        Sample::of("optional fields filled", &full)?,
+        Sample::of("optional fields empty", &minimal)?,
+    ])
+}
+
+fn provider_tested_samples(now: DateTime<Utc>) -> TestResult<Vec<Sample>> {
+    let requested = Requirement {
+        acr_values: vec!["urn:okta:loa:2fa:any".into()],
+        max_age: Some(0),
+        ..Requirement::default()
+    };
+    let passed = ProviderTested::passed(
+        "okta-prod",
+        "ch-01J8Z6",
+        &requested,
+        &full_evidence(now),
+        now,
+    );
+    let failed = ProviderTested::failed(
+        "okta-prod",
+        "ch-01J8Z7",
+        &requested,
+        ReasonCode::AcrNotSatisfied,
+        ReasonCode::AcrNotSatisfied.message(),
+        Some("acr is \"urn:okta:loa:1fa:pwd\""),
+        now,
+    );
+    Ok(vec![
+        Sample::of("test passed", &passed)?,
+        Sample::of("test failed", &failed)?,
+    ])
+}
+
 /// Builds every sample: each payload type at least once, and a second time with its
 /// optional fields empty where it has any.
 fn samples() -> TestResult<Vec<Sample>> {
@@ -329,6 +402,8 @@ fn samples() -> TestResult<Vec<Sample>> {
     all.extend(outcome_samples(now)?);
     all.extend(auth_samples(now)?);
     all.extend(dead_letter_samples()?);
+    all.extend(audit_recorded_samples()?);
+    all.extend(provider_tested_samples(now)?);
     Ok(all)
 }
 
@@ -454,7 +529,7 @@ fn entra_mode_index(mode: EntraMode) -> usize {
     }
 }
 
-const REASON_CODES: [ReasonCode; 22] = [
+const REASON_CODES: [ReasonCode; 35] = [
     ReasonCode::AutomatedApprovalNotAllowed,
     ReasonCode::ChannelNotSupported,
     ReasonCode::NoPolicy,
@@ -477,6 +552,19 @@ const REASON_CODES: [ReasonCode; 22] = [
     ReasonCode::StateInvalid,
     ReasonCode::BrowserMismatch,
     ReasonCode::AlreadyUsed,
+    ReasonCode::IssuerMismatch,
+    ReasonCode::SelfApproval,
+    ReasonCode::EmailNotVerified,
+    ReasonCode::SignatureInvalid,
+    ReasonCode::AlgorithmNotAllowed,
+    ReasonCode::KeyNotFound,
+    ReasonCode::KeyIdMissing,
+    ReasonCode::AudienceMismatch,
+    ReasonCode::TokenExpired,
+    ReasonCode::TokenNotYetValid,
+    ReasonCode::IssuedInFuture,
+    ReasonCode::TokenResponseInvalid,
+    ReasonCode::ProviderMetadataInvalid,
 ];
 
 fn reason_code_index(code: ReasonCode) -> usize {
@@ -503,6 +591,19 @@ fn reason_code_index(code: ReasonCode) -> usize {
         ReasonCode::StateInvalid => 19,
         ReasonCode::BrowserMismatch => 20,
         ReasonCode::AlreadyUsed => 21,
+        ReasonCode::IssuerMismatch => 22,
+        ReasonCode::SelfApproval => 23,
+        ReasonCode::EmailNotVerified => 24,
+        ReasonCode::SignatureInvalid => 25,
+        ReasonCode::AlgorithmNotAllowed => 26,
+        ReasonCode::KeyNotFound => 27,
+        ReasonCode::KeyIdMissing => 28,
+        ReasonCode::AudienceMismatch => 29,
+        ReasonCode::TokenExpired => 30,
+        ReasonCode::TokenNotYetValid => 31,
+        ReasonCode::IssuedInFuture => 32,
+        ReasonCode::TokenResponseInvalid => 33,
+        ReasonCode::ProviderMetadataInvalid => 34,
     }
 }
 
@@ -779,6 +880,30 @@ fn schema_enums_list_every_rust_variant() -> TestResult {
         let schema = read_schema(file)?;
         let listed = schema_enum(&schema, "/properties/reason_code/enum")?;
         assert_eq!(listed, codes, "{file}");
+    }
+    Ok(())
+}
+
+/// docs/reason-codes.md is the one table of reason codes: each code has a row, and the row
+/// quotes the sentence that `ReasonCode::message` returns.
+#[test]
+fn every_reason_code_is_documented() -> TestResult {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reason-codes.md");
+    let doc = std::fs::read_to_string(&path)
+        .map_err(|error| format!("reading {}: {error}", path.display()))?;
+
+    for code in REASON_CODES {
+        let row = doc
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` |", code.as_str())));
+        let Some(row) = row else {
+            return Err(format!("docs/reason-codes.md has no row for {}", code.as_str()).into());
+        };
+        assert!(
+            row.contains(code.message()),
+            "the row of {} does not quote its sentence: {row}",
+            code.as_str()
+        );
     }
     Ok(())
 }

@@ -70,11 +70,15 @@ pub enum DiscoveryError {
 struct DiscoveryDocument {
     issuer: String,
     authorization_endpoint: String,
+    /// RFC 9207 section 3: absent means false.
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 #[derive(Debug, Clone)]
 struct CachedEndpoint {
     endpoint: Url,
+    iss_parameter_supported: bool,
     fetched_at: Instant,
 }
 
@@ -107,26 +111,31 @@ impl AuthorizationEndpoints {
     /// Returns the authorization endpoint of `issuer`, from the cache while it is fresh,
     /// else from `{issuer}/.well-known/openid-configuration`. Failures are not cached.
     pub async fn authorization_endpoint(&self, issuer: &str) -> Result<Url, DiscoveryError> {
-        if let Some(endpoint) = self.cached(issuer) {
-            return Ok(endpoint);
-        }
-
-        let endpoint = self.discover(issuer).await?;
-
-        self.lock_cache().insert(
-            issuer.to_owned(),
-            CachedEndpoint {
-                endpoint: endpoint.clone(),
-                fetched_at: Instant::now(),
-            },
-        );
-        Ok(endpoint)
+        Ok(self.entry(issuer).await?.endpoint)
     }
 
-    fn cached(&self, issuer: &str) -> Option<Url> {
+    /// Returns whether `issuer`'s discovery document sets
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 section 3), so that an
+    /// authorization response without `iss` must be rejected. Cached like the endpoint.
+    pub async fn iss_parameter_supported(&self, issuer: &str) -> Result<bool, DiscoveryError> {
+        Ok(self.entry(issuer).await?.iss_parameter_supported)
+    }
+
+    async fn entry(&self, issuer: &str) -> Result<CachedEndpoint, DiscoveryError> {
+        if let Some(entry) = self.cached(issuer) {
+            return Ok(entry);
+        }
+
+        let entry = self.discover(issuer).await?;
+
+        self.lock_cache().insert(issuer.to_owned(), entry.clone());
+        Ok(entry)
+    }
+
+    fn cached(&self, issuer: &str) -> Option<CachedEndpoint> {
         let cache = self.lock_cache();
         let entry = cache.get(issuer)?;
-        (entry.fetched_at.elapsed() < self.ttl).then(|| entry.endpoint.clone())
+        (entry.fetched_at.elapsed() < self.ttl).then(|| entry.clone())
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedEndpoint>> {
@@ -136,7 +145,7 @@ impl AuthorizationEndpoints {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn discover(&self, issuer: &str) -> Result<Url, DiscoveryError> {
+    async fn discover(&self, issuer: &str) -> Result<CachedEndpoint, DiscoveryError> {
         // 1. The issuer must be a URL we are willing to talk to.
         let issuer_url = check_url(issuer).map_err(|reason| DiscoveryError::InvalidIssuer {
             issuer: issuer.to_owned(),
@@ -166,12 +175,17 @@ impl AuthorizationEndpoints {
         }
 
         // 4. The endpoint gets the same scheme rules as the issuer.
-        check_url(&document.authorization_endpoint).map_err(|reason| {
+        let endpoint = check_url(&document.authorization_endpoint).map_err(|reason| {
             DiscoveryError::InvalidEndpoint {
                 url,
                 endpoint: document.authorization_endpoint.clone(),
                 reason,
             }
+        })?;
+        Ok(CachedEndpoint {
+            endpoint,
+            iss_parameter_supported: document.authorization_response_iss_parameter_supported,
+            fetched_at: Instant::now(),
         })
     }
 
@@ -425,5 +439,23 @@ mod tests {
         ] {
             assert!(check_url(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn discovery_reads_iss_parameter_support() {
+        let without: DiscoveryDocument = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example.com",
+            "authorization_endpoint": "https://idp.example.com/authorize",
+        }))
+        .expect("minimal document parses");
+        assert!(!without.authorization_response_iss_parameter_supported);
+
+        let with: DiscoveryDocument = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example.com",
+            "authorization_endpoint": "https://idp.example.com/authorize",
+            "authorization_response_iss_parameter_supported": true,
+        }))
+        .expect("document with the RFC 9207 flag parses");
+        assert!(with.authorization_response_iss_parameter_supported);
     }
 }

@@ -1,32 +1,36 @@
 //! Redeeming an authorization code and checking the ID token against a step's requirement.
 //!
-//! The `openidconnect` crate checks the signature (with the algorithms we pin, never the
-//! ones discovery lists), `iss`, `aud`, `exp` and `nonce`. It accepts any `acr` and any
-//! `auth_time`, including none, so the strength and freshness checks are our own numbered
-//! steps below.
+//! [`TokenVerifier::redeem`] follows OpenID Connect Core §3.1.3.7 as numbered steps, and
+//! fails closed at each with its own reason code. The code does its own HTTP (discovery,
+//! JWKS, token request) so that each way an IdP can answer wrong gets a precise reason,
+//! reads the token strictly before any library parser sees it, and uses `openidconnect`
+//! for what it does well: the signature check with the key we selected, and a final
+//! verification of the whole token with the algorithm pinned.
+//!
+//! What `openidconnect` 4.x leaves to this module: it accepts any `acr` and `auth_time`,
+//! never checks `azp` or `nbf`, applies no check to `iat`, takes the allowed algorithms
+//! from discovery unless they are pinned, never fetches the JWKS again, and reports a
+//! missing `id_token` or a claim of the wrong type without saying which.
 
-use std::collections::HashMap;
+use std::str::FromStr as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use openidconnect::core::{
-    CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreTokenResponse,
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
 };
-use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, IssuerUrl, Nonce, PkceCodeVerifier,
-    RedirectUrl, RequestTokenError, TokenResponse as _,
-};
+use openidconnect::{ClientId, IssuerUrl, JsonWebKey as _, Nonce, SignatureVerificationError};
 use sha2::{Digest, Sha256};
 use stepup_events::ReasonCode;
 use stepup_events::data::{EntraMode, Evidence, Requirement, SubjectClaims};
-use tokio::sync::Mutex;
+use url::Url;
 
-use crate::provider::{ProviderKind, ProviderSettings, TokenAuthMethod};
-
-/// How long discovery documents (with their JWKS) are kept.
-const METADATA_TTL: Duration = Duration::from_secs(600);
+use crate::claims::{self, Claims, CompactJws, Header};
+use crate::discovery::DiscoveryCache;
+use crate::http::quote_untrusted;
+use crate::jwks::{KeyCache, KeyCacheSettings, KeySet, PublishedKey, Selection, signing_algorithm};
+use crate::provider::{ProviderKind, ProviderSettings};
+use crate::token::{TokenRequest, request_id_token};
 
 /// Tolerated clock difference between us and the IdP.
 pub const DEFAULT_CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
@@ -37,13 +41,48 @@ pub const DEFAULT_CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
 pub struct Rejection {
     pub reason: ReasonCode,
     pub detail: String,
+    /// The IdP could not be reached before the code was sent, so the same redemption may
+    /// succeed later. After the token request the code is spent and nothing is transient.
+    pub transient: bool,
 }
 
 impl Rejection {
-    fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
+    pub fn new(reason: ReasonCode, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
+            transient: false,
+        }
+    }
+
+    /// Marks an unreachable IdP as transient; used for the steps before the token request.
+    fn before_code_sent(mut self) -> Self {
+        self.transient = self.reason == ReasonCode::IdpUnavailable;
+        self
+    }
+}
+
+/// Size limits and cache lifetimes of the verifier's requests to IdPs.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifierLimits {
+    /// Largest token response accepted, in bytes. ID tokens with many group claims reach
+    /// tens of kilobytes.
+    pub max_token_response_bytes: usize,
+    /// Largest discovery document or JWKS accepted, in bytes.
+    pub max_document_bytes: usize,
+    /// How long discovery results and key sets are reused.
+    pub metadata_ttl: TimeDelta,
+    /// Minimum time between two JWKS fetches caused by unknown `kid`s.
+    pub jwks_min_refresh_interval: TimeDelta,
+}
+
+impl Default for VerifierLimits {
+    fn default() -> Self {
+        Self {
+            max_token_response_bytes: 128 * 1024,
+            max_document_bytes: 256 * 1024,
+            metadata_ttl: TimeDelta::minutes(10),
+            jwks_min_refresh_interval: TimeDelta::seconds(30),
         }
     }
 }
@@ -72,20 +111,41 @@ pub struct Verified {
     pub nonce_sha256: String,
 }
 
-/// Redeems codes and validates ID tokens, caching each issuer's discovery document.
+/// Redeems codes and validates ID tokens, caching each issuer's endpoints and keys.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     http: reqwest::Client,
-    metadata: Arc<Mutex<HashMap<String, (CoreProviderMetadata, Instant)>>>,
+    discovery: Arc<DiscoveryCache>,
+    keys: Arc<KeyCache>,
     clock_skew: TimeDelta,
+    limits: VerifierLimits,
 }
 
 impl TokenVerifier {
     pub fn new(http: reqwest::Client, clock_skew: TimeDelta) -> Self {
+        Self::with_limits(http, clock_skew, VerifierLimits::default())
+    }
+
+    pub fn with_limits(
+        http: reqwest::Client,
+        clock_skew: TimeDelta,
+        limits: VerifierLimits,
+    ) -> Self {
+        let key_settings = KeyCacheSettings {
+            max_bytes: limits.max_document_bytes,
+            ttl: limits.metadata_ttl,
+            min_refresh_interval: limits.jwks_min_refresh_interval,
+        };
         Self {
+            discovery: Arc::new(DiscoveryCache::new(
+                http.clone(),
+                limits.max_document_bytes,
+                limits.metadata_ttl,
+            )),
+            keys: Arc::new(KeyCache::new(http.clone(), key_settings)),
             http,
-            metadata: Arc::default(),
             clock_skew,
+            limits,
         }
     }
 
@@ -97,279 +157,259 @@ impl TokenVerifier {
     ) -> Result<Verified, Rejection> {
         let provider = redemption.provider;
 
-        // 1. Discovery: endpoints and signing keys of the configured issuer.
-        let metadata = self.metadata(&provider.issuer).await?;
+        // 1. The accepted algorithms come from configuration, never from discovery.
+        let allowed = allowed_algorithms(&provider.id_token_signing_algs)?;
 
-        // 2. Token request: the code with its PKCE verifier, authenticated as the client.
-        let redirect_uri = RedirectUrl::new(redemption.redirect_uri.to_owned()).map_err(|e| {
-            Rejection::new(
-                ReasonCode::TokenExchangeFailed,
-                format!("invalid redirect_uri: {e}"),
-            )
-        })?;
-        let auth_type = match provider.token_auth_method {
-            TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-            TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
+        // 2. Discovery and the signing keys, before the code is spent: a failure here can
+        //    be retried with the same code.
+        let endpoints = self
+            .discovery
+            .endpoints(&provider.issuer, now)
+            .await
+            .map_err(Rejection::before_code_sent)?;
+        let keys = self
+            .keys
+            .current(&endpoints.jwks_uri, now)
+            .await
+            .map_err(Rejection::before_code_sent)?;
+
+        // 3. Token request: the code with its PKCE verifier, authenticated as the client.
+        let request = TokenRequest {
+            endpoint: &endpoints.token_endpoint,
+            client_id: &provider.client_id,
+            client_secret: redemption.client_secret,
+            auth_method: provider.token_auth_method,
+            code: redemption.code,
+            redirect_uri: redemption.redirect_uri,
+            pkce_verifier: redemption.pkce_verifier,
         };
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(provider.client_id.clone()),
-            Some(ClientSecret::new(redemption.client_secret.to_owned())),
-        )
-        .set_redirect_uri(redirect_uri)
-        .set_auth_type(auth_type);
-        let request = client
-            .exchange_code(AuthorizationCode::new(redemption.code.to_owned()))
-            .map_err(|e| {
+        let id_token =
+            request_id_token(&self.http, &request, self.limits.max_token_response_bytes).await?;
+
+        // 4. A signed compact JWS, with an algorithm that is configured (RFC 8725 §3.1).
+        let jws = claims::split(&id_token)?;
+        let alg = allowed
+            .iter()
+            .find(|(name, _)| *name == jws.header.alg)
+            .map(|(_, alg)| alg.clone())
+            .ok_or_else(|| {
                 Rejection::new(
-                    ReasonCode::TokenExchangeFailed,
+                    ReasonCode::AlgorithmNotAllowed,
                     format!(
-                        "discovery of {} names no token endpoint: {e}",
-                        provider.issuer
+                        "the ID token is signed with {:?}; provider {} accepts {:?} (id_token_signing_algs)",
+                        quote_untrusted(&jws.header.alg, 20),
+                        provider.name,
+                        provider.id_token_signing_algs
                     ),
                 )
             })?;
-        let response: CoreTokenResponse = request
-            .set_pkce_verifier(PkceCodeVerifier::new(redemption.pkce_verifier.to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(|error| token_error(&provider.issuer, error))?;
 
-        // 3. The ID token must be there: without the openid scope an IdP returns none.
-        let Some(id_token) = response.id_token() else {
-            return Err(Rejection::new(
-                ReasonCode::IdTokenMissing,
-                "the token response has no ID token: request the openid scope; for Entra, enable ID tokens in the app registration",
-            ));
-        };
+        // 5. The key: by kid, fetching the JWKS again once when the kid is unknown.
+        let key = self
+            .select_key(&endpoints.jwks_uri, keys, &jws.header, now)
+            .await?;
 
-        // 4. Signature with a pinned algorithm, iss, aud, exp and nonce.
-        let algorithms = signing_algorithms(&provider.id_token_signing_algs)?;
-        let verifier = client
-            .id_token_verifier()
-            .set_allowed_algs(algorithms)
-            .set_time_fn(move || now);
-        let expected_nonce = Nonce::new(redemption.nonce.to_owned());
-        let claims = id_token
-            .claims(&verifier, &expected_nonce)
-            .map_err(claims_error)?;
+        // 6. The signature, checked by openidconnect with that key.
+        verify_signature(&key, &alg, &jws)?;
 
-        // 5. The claims openidconnect does not model (acrs, oid, tid), read from the same
-        //    verified payload, with strict types.
-        let token_text = id_token.to_string();
-        let extra = ExtraClaims::from_compact_jwt(&token_text)?;
+        // 7. Only now are the claims read, each with its exact type.
+        let claims = claims::parse_claims(jws.payload)?;
 
-        // 6. Strength: acr for RFC 9470 providers, acrs for Entra authentication contexts.
-        let acr = claims.auth_context_ref().map(|acr| acr.to_string());
+        // 8. iss, aud and azp, exp, nbf and iat, nonce.
+        claims::check_issuer(&claims, &provider.issuer)?;
+        claims::check_audience(&claims, &provider.client_id)?;
+        claims::check_validity(&claims, now, self.clock_skew)?;
+        claims::check_nonce(&claims, redemption.nonce)?;
+
+        // 9. openidconnect verifies the whole token again with the algorithm pinned. It
+        //    should agree with the steps above; if it does not, the token is refused.
+        library_check(&id_token, provider, &key, alg, redemption.nonce, now)?;
+
+        // 10. Strength: acr for RFC 9470 providers, acrs for Entra authentication contexts.
         check_strength(
             provider.kind,
             redemption.requirement,
-            acr.as_deref(),
-            &extra.acrs,
+            claims.acr.as_deref(),
+            &claims.acrs,
         )?;
 
-        // 7. Freshness: the approver authenticated during this challenge.
-        let auth_time = claims.auth_time();
+        // 11. Freshness: the approver authenticated during this challenge.
         check_auth_time(
-            auth_time,
+            claims.auth_time,
             redemption.challenge_created_at,
             now,
             self.clock_skew,
         )?;
 
-        // 8. Evidence for the audit log, and the claims that bind the user to the approver.
-        let amr = claims
-            .auth_method_refs()
-            .map(|refs| refs.iter().map(|r| r.to_string()).collect())
-            .unwrap_or_default();
-        let issuer = claims.issuer().to_string();
-        let subject = claims.subject().to_string();
-        let evidence = Evidence {
-            provider: provider.name.clone(),
-            issuer: issuer.clone(),
-            subject: subject.clone(),
-            acr,
-            amr,
-            auth_time,
-            acrs: extra.acrs.clone(),
-            id_token_sha256: hex_sha256(token_text.as_bytes()),
-            verified_at: now,
-        };
-        let subject_claims = SubjectClaims {
-            issuer,
-            subject,
-            email: claims.email().map(|email| email.to_string()),
-            email_verified: claims.email_verified(),
-            preferred_username: claims.preferred_username().map(|name| name.to_string()),
-            oid: extra.oid,
-            tid: extra.tid,
-        };
-        Ok(Verified {
-            claims: subject_claims,
-            evidence,
-            nonce_sha256: hex_sha256(redemption.nonce.as_bytes()),
-        })
+        // 12. Evidence for the audit log, and the claims that bind the user to the approver.
+        Ok(verified(provider, claims, &id_token, redemption.nonce, now))
     }
 
-    async fn metadata(&self, issuer: &str) -> Result<CoreProviderMetadata, Rejection> {
-        let mut cache = self.metadata.lock().await;
-        if let Some((metadata, fetched)) = cache.get(issuer)
-            && fetched.elapsed() < METADATA_TTL
-        {
-            return Ok(metadata.clone());
+    async fn select_key(
+        &self,
+        jwks_uri: &Url,
+        mut keys: Arc<KeySet>,
+        header: &Header,
+        now: DateTime<Utc>,
+    ) -> Result<PublishedKey, Rejection> {
+        let kid = header.kid.as_deref();
+        let quoted_kid = kid.map(|kid| quote_untrusted(kid, 64));
+        let mut refreshed = false;
+        loop {
+            match keys.select(kid, &header.alg) {
+                Selection::Found(key) => return Ok(key.clone()),
+                Selection::UnknownKid if !refreshed => {
+                    // Key rotation: the provider may publish a key we have not seen yet.
+                    keys = self.keys.refresh(jwks_uri, now, &keys).await?;
+                    refreshed = true;
+                }
+                Selection::UnknownKid => {
+                    return Err(Rejection::new(
+                        ReasonCode::KeyNotFound,
+                        format!(
+                            "no key with kid {quoted_kid:?} in the JWKS at {jwks_uri}, also after fetching it again (refreshes are at most one per {}s)",
+                            self.limits.jwks_min_refresh_interval.num_seconds()
+                        ),
+                    ));
+                }
+                Selection::KidRequired { keys } => {
+                    return Err(Rejection::new(
+                        ReasonCode::KeyIdMissing,
+                        format!(
+                            "the ID token has no kid and the JWKS at {jwks_uri} has {keys} keys"
+                        ),
+                    ));
+                }
+                Selection::NoUsableKey { detail } => {
+                    return Err(Rejection::new(
+                        ReasonCode::KeyNotFound,
+                        format!("{detail} (JWKS at {jwks_uri})"),
+                    ));
+                }
+            }
         }
-        let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| {
-            Rejection::new(
-                ReasonCode::IdpUnavailable,
-                format!("issuer {issuer:?} is not a URL: {e}"),
-            )
-        })?;
-        let metadata = CoreProviderMetadata::discover_async(issuer_url, &self.http)
-            .await
-            .map_err(|e| {
-                Rejection::new(
-                    ReasonCode::IdpUnavailable,
-                    format!("discovery or JWKS of {issuer} failed: {e}"),
-                )
-            })?;
-        cache.insert(issuer.to_owned(), (metadata.clone(), Instant::now()));
-        Ok(metadata)
     }
 }
 
-fn token_error<RE, T>(issuer: &str, error: RequestTokenError<RE, T>) -> Rejection
-where
-    RE: std::error::Error + 'static,
-    T: openidconnect::ErrorResponse + 'static,
-{
-    match error {
-        RequestTokenError::ServerResponse(response) => Rejection::new(
-            ReasonCode::TokenExchangeFailed,
-            format!("the token endpoint of {issuer} returned an error: {response}"),
-        ),
-        RequestTokenError::Request(error) => Rejection::new(
-            ReasonCode::IdpUnavailable,
-            format!("the token endpoint of {issuer} could not be reached: {error}"),
-        ),
-        RequestTokenError::Parse(error, _body) => Rejection::new(
-            ReasonCode::TokenExchangeFailed,
-            format!("the token response of {issuer} is not valid: {error}"),
-        ),
-        RequestTokenError::Other(message) => Rejection::new(
-            ReasonCode::TokenExchangeFailed,
-            format!("the token request to {issuer} failed: {message}"),
-        ),
+/// Maps the configured algorithm names; an unknown or symmetric name is a configuration
+/// error, never a reason to accept anything.
+fn allowed_algorithms(names: &[String]) -> Result<Vec<(&str, CoreJwsSigningAlgorithm)>, Rejection> {
+    if names.is_empty() {
+        return Err(Rejection::new(
+            ReasonCode::AlgorithmNotAllowed,
+            "id_token_signing_algs is empty: configure RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA",
+        ));
     }
-}
-
-fn claims_error(error: openidconnect::ClaimsVerificationError) -> Rejection {
-    use openidconnect::ClaimsVerificationError as E;
-    let reason = match &error {
-        E::InvalidNonce(_) => ReasonCode::NonceMismatch,
-        _ => ReasonCode::IdTokenInvalid,
-    };
-    Rejection::new(reason, format!("ID token rejected: {error}"))
-}
-
-/// Maps configured algorithm names to the verifier's; an unknown name is a configuration
-/// error, not a reason to accept anything.
-fn signing_algorithms(names: &[String]) -> Result<Vec<CoreJwsSigningAlgorithm>, Rejection> {
     names
         .iter()
-        .map(|name| match name.as_str() {
-            "RS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
-            "RS384" => Ok(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384),
-            "RS512" => Ok(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512),
-            "PS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPssSha256),
-            "ES256" => Ok(CoreJwsSigningAlgorithm::EcdsaP256Sha256),
-            "ES384" => Ok(CoreJwsSigningAlgorithm::EcdsaP384Sha384),
-            "EdDSA" => Ok(CoreJwsSigningAlgorithm::EdDsa),
-            other => Err(Rejection::new(
-                ReasonCode::IdTokenInvalid,
-                format!("configured ID token signing algorithm {other:?} is not supported: use RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA"),
-            )),
+        .map(|name| {
+            signing_algorithm(name)
+                .map(|alg| (name.as_str(), alg))
+                .ok_or_else(|| {
+                    Rejection::new(
+                        ReasonCode::AlgorithmNotAllowed,
+                        format!("configured ID token signing algorithm {name:?} is not supported: use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA (symmetric algorithms are never accepted)"),
+                    )
+                })
         })
         .collect()
 }
 
-/// Claims read from the verified payload that `openidconnect`'s core types do not carry.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct ExtraClaims {
-    acrs: Vec<String>,
-    oid: Option<String>,
-    tid: Option<String>,
-}
-
-impl ExtraClaims {
-    fn from_compact_jwt(token: &str) -> Result<Self, Rejection> {
-        let malformed = |detail: String| Rejection::new(ReasonCode::MalformedClaim, detail);
-        let payload = token
-            .split('.')
-            .nth(1)
-            .ok_or_else(|| malformed("ID token is not a compact JWT".into()))?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .map_err(|e| malformed(format!("ID token payload is not base64url: {e}")))?;
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("ID token payload is not a JSON object: {e}")))?;
-
-        Ok(Self {
-            acrs: string_array(&object, "acrs")?,
-            oid: optional_string(&object, "oid")?,
-            tid: optional_string(&object, "tid")?,
+fn verify_signature(
+    key: &PublishedKey,
+    alg: &CoreJwsSigningAlgorithm,
+    jws: &CompactJws<'_>,
+) -> Result<(), Rejection> {
+    key.jwk()
+        .verify_signature(alg, jws.signing_input.as_bytes(), &jws.signature)
+        .map_err(|error| {
+            let reason = match error {
+                SignatureVerificationError::InvalidKey(_) => ReasonCode::KeyNotFound,
+                _ => ReasonCode::SignatureInvalid,
+            };
+            Rejection::new(
+                reason,
+                format!(
+                    "the ID token's signature does not verify with key {:?}: {error}",
+                    key.kid
+                ),
+            )
         })
-    }
 }
 
-fn optional_string(
-    object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<String>, Rejection> {
-    match object.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
-        Some(other) => Err(Rejection::new(
-            ReasonCode::MalformedClaim,
-            format!("claim {name} must be a string, found {}", json_kind(other)),
-        )),
-    }
-}
-
-fn string_array(
-    object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Vec<String>, Rejection> {
-    let malformed = |found: &serde_json::Value| {
+/// Runs `openidconnect`'s ID token verifier with the selected key alone, the pinned
+/// algorithm, the configured issuer and client id, and the challenge's nonce.
+fn library_check(
+    id_token: &str,
+    provider: &ProviderSettings,
+    key: &PublishedKey,
+    alg: CoreJwsSigningAlgorithm,
+    nonce: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    let disagree = |error: String| {
         Rejection::new(
-            ReasonCode::MalformedClaim,
+            ReasonCode::IdTokenInvalid,
             format!(
-                "claim {name} must be an array of strings, found {}",
-                json_kind(found)
+                "openidconnect rejected an ID token that passed the verifier's own checks: {error}"
             ),
         )
     };
-    match object.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| malformed(item))
-            })
-            .collect(),
-        Some(other) => Err(malformed(other)),
-    }
+    let issuer = IssuerUrl::new(provider.issuer.clone()).map_err(|e| disagree(e.to_string()))?;
+    let token = CoreIdToken::from_str(id_token).map_err(|error| {
+        Rejection::new(
+            ReasonCode::MalformedClaim,
+            format!("the ID token's claims do not parse as OpenID Connect claims: {error}"),
+        )
+    })?;
+
+    // Extra audiences were accepted in step 8 only with azp naming this client.
+    let verifier = CoreIdTokenVerifier::new_public_client(
+        ClientId::new(provider.client_id.clone()),
+        issuer,
+        CoreJsonWebKeySet::new(vec![key.jwk().clone()]),
+    )
+    .set_allowed_algs([alg])
+    .set_other_audience_verifier_fn(|_| true)
+    .set_time_fn(move || now);
+    token
+        .claims(&verifier, &Nonce::new(nonce.to_owned()))
+        .map(|_| ())
+        .map_err(|error| disagree(error.to_string()))
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+fn verified(
+    provider: &ProviderSettings,
+    claims: Claims,
+    id_token: &str,
+    nonce: &str,
+    now: DateTime<Utc>,
+) -> Verified {
+    let issuer = claims.iss.unwrap_or_default();
+    let evidence = Evidence {
+        provider: provider.name.clone(),
+        issuer: issuer.clone(),
+        subject: claims.sub.clone(),
+        acr: claims.acr,
+        amr: claims.amr,
+        auth_time: claims.auth_time,
+        acrs: claims.acrs,
+        id_token_sha256: hex_sha256(id_token.as_bytes()),
+        verified_at: now,
+    };
+    let subject = SubjectClaims {
+        issuer,
+        subject: claims.sub,
+        email: claims.email,
+        email_verified: claims.email_verified,
+        preferred_username: claims.preferred_username,
+        oid: claims.oid,
+        tid: claims.tid,
+    };
+    Verified {
+        claims: subject,
+        evidence,
+        nonce_sha256: hex_sha256(nonce.as_bytes()),
     }
 }
 
@@ -444,8 +484,8 @@ fn check_auth_time(
     };
     if auth_time > now + skew {
         return Err(Rejection::new(
-            ReasonCode::IdTokenInvalid,
-            format!("auth_time {auth_time} is in the future (now {now})"),
+            ReasonCode::IssuedInFuture,
+            format!("auth_time {auth_time} is in the future (now {now}, skew {skew})"),
         ));
     }
     if auth_time < challenge_created_at - skew {
@@ -465,5 +505,7 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,18 @@ impl Settings {
             .with_context(|| format!("invalid configuration for the {service} service"))
     }
 
+    /// The name of the event stream, for commands that read it.
+    pub fn stream_name(&self) -> anyhow::Result<String> {
+        let value = self
+            .root
+            .get("stream")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        let stream: stepup_bus::stream::StreamSettings =
+            serde_json::from_value(value).context("invalid [stream] configuration")?;
+        Ok(stream.name)
+    }
+
     /// The shared NATS settings, for commands that only publish.
     pub fn nats(&self) -> anyhow::Result<stepup_bus::NatsSettings> {
         let value = self

@@ -5,6 +5,8 @@
 //! first use: PostgreSQL numbers them, and SQLite binds `$N` names in order of appearance.
 //! Times are stored as Unix milliseconds (`BIGINT`) and booleans as integers, the types the
 //! `Any` driver carries for both.
+//!
+//! [`testing`] (feature `testing`) gives tests a fresh database on either backend.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,8 +16,12 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AnyPool, ConnectOptions as _};
 use thiserror::Error;
+use tokio::time::sleep;
 
 pub use sqlx;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +63,16 @@ pub struct Database {
     pub backend: Backend,
 }
 
+impl Database {
+    /// Runs a trivial query, so readiness checks notice a database that went away.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// Returns the backend a database URL names.
 pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
     if url.starts_with("sqlite:") {
@@ -85,21 +101,7 @@ pub async fn open(url: &str, migrations: &Migrations) -> Result<Database, StoreE
         Backend::Sqlite => prepare_sqlite(url).await.map_err(connect_error)?,
         Backend::Postgres => url.to_owned(),
     };
-    let pool = AnyPoolOptions::new()
-        .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-        .after_connect(move |connection, _| {
-            Box::pin(async move {
-                // Writers of one SQLite file wait for each other instead of failing at once.
-                if backend == Backend::Sqlite {
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(connection)
-                        .await?;
-                }
-                Ok(())
-            })
-        })
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&url)
+    let pool = connect_with_retry(&url, backend, &shown)
         .await
         .map_err(connect_error)?;
 
@@ -117,6 +119,64 @@ pub async fn open(url: &str, migrations: &Migrations) -> Result<Database, StoreE
     tracing::info!(database = %shown, ?backend, "database ready");
     Ok(Database { pool, backend })
 }
+
+/// Opens the pool. A PostgreSQL server that does not answer yet (it is starting, or
+/// restarting) is retried with exponential backoff for [`CONNECT_RETRY_FOR`], so services
+/// started beside their database do not exit at once.
+async fn connect_with_retry(
+    url: &str,
+    backend: Backend,
+    shown: &str,
+) -> Result<AnyPool, sqlx::Error> {
+    let deadline = std::time::Instant::now() + CONNECT_RETRY_FOR;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match pool_options(backend).connect(url).await {
+            Ok(pool) => return Ok(pool),
+            Err(error)
+                if backend == Backend::Postgres
+                    && is_unavailable(&error)
+                    && std::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(database = %shown, %error, retry_in_ms = delay.as_millis(), "database unavailable; retrying");
+                sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                // Writers of one SQLite file wait for each other instead of failing at once.
+                if backend == Backend::Sqlite {
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(connection)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        // A query waits at most this long for a connection, so a database outage turns
+        // into errors that callers retry rather than into requests that hang.
+        .acquire_timeout(Duration::from_secs(5))
+}
+
+/// Whether `error` means the server could not be reached, as opposed to a refusal such as
+/// a wrong password or a missing database, which waiting does not fix.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
+}
+
+/// How long [`open`] keeps retrying a PostgreSQL server that does not answer.
+pub const CONNECT_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// Creates the SQLite file in WAL mode and returns the URL to open the pool with.
 async fn prepare_sqlite(url: &str) -> Result<String, sqlx::Error> {

@@ -3,6 +3,8 @@
 //! Fields are read from the event's JSON `data` by name, not through the typed payloads,
 //! because the log must record every event type, including dead letters and types added
 //! after this service was built. A missing or mistyped field leaves its column empty.
+//! The stored event is the whole CloudEvent with secret-bearing members redacted (see
+//! [`crate::redact`]).
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -11,6 +13,7 @@ use stepup_events::{Envelope, subject};
 use thiserror::Error;
 
 use crate::record::Entry;
+use crate::redact::redact_secrets;
 
 /// The CloudEvents `type` of dead letters; they are published on `stepup.deadletter.<service>`.
 const DEADLETTER_TYPE: &str = subject::DEADLETTER_PREFIX;
@@ -26,13 +29,7 @@ pub struct ExtractError {
 
 /// Builds the record columns of `envelope`. `trace_id` is the trace the event belongs to.
 pub fn entry_of(envelope: &Envelope, trace_id: Option<String>) -> Result<Entry, ExtractError> {
-    let event_json = envelope
-        .to_json()
-        .map_err(|source| ExtractError {
-            event_id: envelope.id().to_owned(),
-            source,
-        })
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())?;
+    let event_json = redacted_event_json(envelope)?;
 
     let event_type = envelope.event_type();
     let is_dead_letter = is_dead_letter(event_type);
@@ -70,6 +67,28 @@ pub fn entry_of(envelope: &Envelope, trace_id: Option<String>) -> Result<Entry, 
         trace_id,
         event_json,
     })
+}
+
+/// Serializes the whole CloudEvent with the values of secret-bearing members redacted.
+fn redacted_event_json(envelope: &Envelope) -> Result<String, ExtractError> {
+    let serialize_error = |source| ExtractError {
+        event_id: envelope.id().to_owned(),
+        source,
+    };
+    let bytes = envelope.to_json().map_err(serialize_error)?;
+    let mut event: Value = serde_json::from_slice(&bytes).map_err(serialize_error)?;
+
+    let redacted = redact_secrets(&mut event);
+    if !redacted.is_empty() {
+        // The pointers name members, never their values.
+        tracing::warn!(
+            event.id = %envelope.id(),
+            event.r#type = %envelope.event_type(),
+            redacted = ?redacted,
+            "event contained secret-bearing members; their values were redacted before recording"
+        );
+    }
+    serde_json::to_string(&event).map_err(serialize_error)
 }
 
 /// Names what an event type means for its approval. Unknown types get the last token of

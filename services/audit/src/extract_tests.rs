@@ -184,3 +184,45 @@ fn auth_time_reads_rfc3339_and_unix_seconds() {
     assert_eq!(unix_millis(&Value::from(2)), Some(2_000));
     assert_eq!(unix_millis(&Value::from("yesterday")), None);
 }
+
+#[test]
+fn secrets_in_a_foreign_event_are_not_recorded() -> TestResult {
+    let json = serde_json::json!({
+        "specversion": "1.0",
+        "id": "evt-leaky",
+        "source": "/other-system",
+        "type": "stepup.approval.requested",
+        "subject": "apr-5",
+        "datacontenttype": "application/json",
+        "data": {
+            "approval_id": "apr-5",
+            "approver": {"id": "u-1", "email": "ada@example.com"},
+            "id_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+            "oauth": {"code": "SplxlOBeZQQYbYS6WxSbIA", "client_secret": "hunter2-secret"}
+        }
+    });
+    let envelope = Envelope::from_json(json.to_string().as_bytes())?;
+
+    let entry = entry_of(&envelope, None)?;
+    let stored: Value = serde_json::from_str(&entry.event_json)?;
+
+    for secret in [
+        "eyJhbGciOiJSUzI1NiJ9",
+        "SplxlOBeZQQYbYS6WxSbIA",
+        "hunter2-secret",
+    ] {
+        assert!(
+            !entry.event_json.contains(secret),
+            "{secret} reached the audit log"
+        );
+    }
+    assert_eq!(stored["data"]["id_token"], crate::redact::REDACTED);
+    assert_eq!(stored["data"]["oauth"]["code"], crate::redact::REDACTED);
+    assert_eq!(
+        stored["data"]["oauth"]["client_secret"],
+        crate::redact::REDACTED
+    );
+    assert_eq!(entry.approval_id.as_deref(), Some("apr-5"));
+    assert_eq!(entry.approver.as_deref(), Some("u-1"));
+    Ok(())
+}

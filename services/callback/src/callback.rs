@@ -14,6 +14,7 @@ use stepup_events::data::{AuthCodeReceived, Resource};
 use stepup_events::rpc::{
     CallbackReply, CallbackRequest, ChallengeOutcome, ChallengeStatus, fault,
 };
+use stepup_telemetry::metrics::WaitOutcome;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -66,6 +67,9 @@ async fn handle(
     let Some(oauth_state) = response.state else {
         return Err(PageError::MissingState { idp });
     };
+    if response.code.is_none() && response.error.is_none() {
+        return Err(PageError::IncompleteResponse);
+    }
 
     // 2. The challenge service checks state, iss and the browser binding, and decides.
     let request = CallbackRequest {
@@ -84,12 +88,20 @@ async fn handle(
             RequestError::Fault(fault) if fault.code == fault::NOT_FOUND => {
                 PageError::UnknownState { idp: idp.clone() }
             }
+            RequestError::Fault(fault) if fault.code == fault::INVALID_REQUEST => {
+                PageError::IncompleteResponse
+            }
+            RequestError::Fault(fault) if fault.code == fault::IDP_UNAVAILABLE => {
+                PageError::IdpUnavailable
+            }
             _ => PageError::ChallengeService(error),
         })?;
     let span = tracing::Span::current();
     span.record("challenge.id", reply.challenge_id.as_str());
     span.record("approval.id", reply.approval_id.as_str());
     span.record("provider", reply.provider.as_str());
+    // The browser's request is its own trace; the link leads to the approval's.
+    stepup_telemetry::link_to_traceparent(&span, reply.traceparent.as_deref());
 
     // 3. Show the result now, or wait for it.
     let outcome = match (reply.status.is_final(), reply.accepted, reply.status) {
@@ -128,6 +140,7 @@ async fn wait_after_announcing(
     // The browser's request carries no trace; the event joins the approval's trace instead.
     let span = tracing::info_span!("code_received", challenge.id = %reply.challenge_id);
     stepup_telemetry::set_parent_from_traceparent(&span, reply.traceparent.as_deref());
+    let waiting_since = std::time::Instant::now();
     state
         .backend
         .publish_code_received(event)
@@ -136,7 +149,14 @@ async fn wait_after_announcing(
         .map_err(PageError::Publish)?;
     tracing::info!("authorization code accepted, waiting for verification");
 
-    Ok(waiter.wait(state.settings.outcome_wait).await)
+    let outcome = waiter.wait(state.settings.outcome_wait).await;
+    let waited = match &outcome {
+        None => WaitOutcome::TimedOut,
+        Some(outcome) if outcome.reason_code.is_none() => WaitOutcome::Satisfied,
+        Some(_) => WaitOutcome::Failed,
+    };
+    stepup_telemetry::metrics::record_callback_wait(waiting_since.elapsed(), waited);
+    Ok(outcome)
 }
 
 fn render(
@@ -163,7 +183,7 @@ fn render(
     if reply.return_url.is_some() && return_url.is_none() {
         tracing::info!("return_url is not on an allowed origin, so the page shows no link");
     }
-    pages::outcome(&outcome, idp, resource.as_deref(), return_url)
+    pages::outcome(&outcome, idp, resource.as_deref(), return_url.as_deref())
 }
 
 fn describe_resource(resource: &Resource) -> String {
@@ -263,5 +283,69 @@ mod tests {
         let text = "x".repeat(MAX_IDP_TEXT_CHARS + 10);
         assert_eq!(shorten(&text).chars().count(), MAX_IDP_TEXT_CHARS + 1);
         assert_eq!(shorten("short"), "short");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any query string, also invalid UTF-8 after percent-decoding, is read or
+            /// rejected without a panic, and no read value is empty.
+            #[test]
+            fn any_query_parses_without_panic(query in ".{0,400}") {
+                if let Ok(response) = parse_query(Some(&query)) {
+                    for value in [
+                        &response.state,
+                        &response.code,
+                        &response.iss,
+                        &response.error,
+                        &response.error_description,
+                    ] {
+                        prop_assert!(value.as_deref() != Some(""));
+                    }
+                }
+            }
+
+            /// Raw bytes with `%`, `&`, `=` and `+` in any order parse without a panic.
+            #[test]
+            fn percent_soup_parses_without_panic(
+                query in proptest::collection::vec(
+                    prop_oneof![Just('%'), Just('&'), Just('='), Just('+'), any::<char>()],
+                    0..200,
+                )
+            ) {
+                let query: String = query.into_iter().collect();
+                let _ = parse_query(Some(&query));
+            }
+
+            /// Values encoded as a browser would encode them come back unchanged.
+            #[test]
+            fn encoded_values_round_trip(
+                state in ".{1,80}",
+                code in ".{1,80}",
+                iss in ".{1,80}",
+            ) {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("state", &state)
+                    .append_pair("code", &code)
+                    .append_pair("iss", &iss)
+                    .finish();
+                let response = parse_query(Some(&query));
+                let response = response.ok();
+                prop_assert_eq!(response.as_ref().and_then(|r| r.state.as_deref()), Some(state.as_str()));
+                prop_assert_eq!(response.as_ref().and_then(|r| r.code.as_deref()), Some(code.as_str()));
+                prop_assert_eq!(response.as_ref().and_then(|r| r.iss.as_deref()), Some(iss.as_str()));
+            }
+
+            /// Any text is cut at a character boundary to at most the display limit.
+            #[test]
+            fn shorten_never_panics(text in ".{0,600}") {
+                let short = shorten(&text);
+                prop_assert!(short.chars().count() <= MAX_IDP_TEXT_CHARS + 1);
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration of the callback service, and its checks before anything starts.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -32,6 +33,17 @@ pub struct Config {
     pub idp_timeout_ms: u64,
     /// How long a discovered authorization endpoint is reused, in seconds.
     pub discovery_cache_secs: u64,
+    /// Requests to `/stepup/...` and `/auth/callback` that one client address may send per
+    /// minute, as a burst that refills evenly over the minute.
+    pub rate_limit_per_client_per_minute: u32,
+    /// Requests per minute for one challenge (`/stepup/{challenge_id}`) or one `state`
+    /// (`/auth/callback`), whatever the client address.
+    pub rate_limit_per_challenge_per_minute: u32,
+    /// The longest query string accepted, in bytes. Longer requests get 414.
+    pub max_query_bytes: usize,
+    /// The largest total size of the request headers accepted (names and values), in bytes.
+    /// Larger requests get 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Config {
@@ -46,6 +58,10 @@ impl Default for Config {
             allowed_return_origins: Vec::new(),
             idp_timeout_ms: 5_000,
             discovery_cache_secs: 600,
+            rate_limit_per_client_per_minute: 60,
+            rate_limit_per_challenge_per_minute: 20,
+            max_query_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -65,6 +81,16 @@ pub(crate) struct Settings {
     pub rpc_timeout: Duration,
     pub outcome_wait: Duration,
     pub allowed_return_origins: Vec<Origin>,
+    pub limits: Limits,
+}
+
+/// The request limits of the public routes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub per_client: NonZeroU32,
+    pub per_challenge: NonZeroU32,
+    pub max_query_bytes: usize,
+    pub max_header_bytes: usize,
 }
 
 impl Config {
@@ -87,6 +113,8 @@ impl Config {
             ("rpc_timeout_ms", self.rpc_timeout_ms),
             ("outcome_wait_ms", self.outcome_wait_ms),
             ("idp_timeout_ms", self.idp_timeout_ms),
+            ("max_query_bytes", self.max_query_bytes as u64),
+            ("max_header_bytes", self.max_header_bytes as u64),
         ] {
             if value == 0 {
                 problems.push(format!("{name} must be greater than 0"));
@@ -104,14 +132,33 @@ impl Config {
             })
             .collect();
 
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
+        let per_client = NonZeroU32::new(self.rate_limit_per_client_per_minute);
+        let per_challenge = NonZeroU32::new(self.rate_limit_per_challenge_per_minute);
+        for (name, value) in [
+            ("rate_limit_per_client_per_minute", per_client),
+            ("rate_limit_per_challenge_per_minute", per_challenge),
+        ] {
+            if value.is_none() {
+                problems.push(format!("{name} must be greater than 0"));
+            }
         }
+
+        let (Some(per_client), Some(per_challenge), true) =
+            (per_client, per_challenge, problems.is_empty())
+        else {
+            return Err(ConfigError { problems });
+        };
         Ok(Settings {
             secure_cookies,
             rpc_timeout: Duration::from_millis(self.rpc_timeout_ms),
             outcome_wait: Duration::from_millis(self.outcome_wait_ms),
             allowed_return_origins,
+            limits: Limits {
+                per_client,
+                per_challenge,
+                max_query_bytes: self.max_query_bytes,
+                max_header_bytes: self.max_header_bytes,
+            },
         })
     }
 }
@@ -156,6 +203,8 @@ mod tests {
     fn every_invalid_value_is_reported() {
         let config = Config {
             rpc_timeout_ms: 0,
+            rate_limit_per_client_per_minute: 0,
+            max_header_bytes: 0,
             public_url: "ftp://approve.example.com".into(),
             allowed_return_origins: vec![
                 "https://ok.example.com".into(),
@@ -165,6 +214,6 @@ mod tests {
             ..Config::default()
         };
         let problems = config.settings().err().map(|error| error.problems);
-        assert_eq!(problems.map(|p| p.len()), Some(4));
+        assert_eq!(problems.map(|p| p.len()), Some(6));
     }
 }

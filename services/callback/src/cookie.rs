@@ -121,4 +121,35 @@ mod tests {
         );
         assert_eq!(from_headers(&headers), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any visible-ASCII Cookie header is read without a panic, and a value found
+            /// is never empty nor longer than the limit.
+            #[test]
+            fn any_cookie_header_reads_without_panic(header in "[ -~]{0,300}") {
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_str(&header) {
+                    headers.insert(COOKIE, value);
+                }
+                if let Some(value) = from_headers(&headers) {
+                    prop_assert!(!value.is_empty() && value.len() <= MAX_VALUE_LEN);
+                }
+            }
+
+            /// Arbitrary bytes, also invalid UTF-8, in a Cookie header are ignored or read
+            /// without a panic.
+            #[test]
+            fn cookie_header_bytes_read_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                    headers.insert(COOKIE, value);
+                }
+                let _ = from_headers(&headers);
+            }
+        }
+    }
 }

@@ -23,12 +23,16 @@ pub enum PageError {
     MissingState { idp: IdpError },
     #[error("authorization response repeats the {name} parameter")]
     RepeatedParameter { name: String },
+    #[error("authorization response has neither code nor error")]
+    IncompleteResponse,
     #[error("authorization response state matches no open challenge")]
     UnknownState { idp: IdpError },
     #[error("challenge service request failed: {0}")]
     ChallengeService(#[source] RequestError),
     #[error("authorization endpoint discovery failed: {0}")]
     Discovery(#[source] DiscoveryError),
+    #[error("the challenge service could not reach the identity provider to check the response")]
+    IdpUnavailable,
     #[error("publishing an event failed: {0}")]
     Publish(#[source] PublishError),
     #[error("challenge service reply is unusable: {0}")]
@@ -42,13 +46,30 @@ impl PageError {
             Self::ChallengeNotFound
             | Self::MissingState { .. }
             | Self::RepeatedParameter { .. }
+            | Self::IncompleteResponse
             | Self::UnknownState { .. } => {
-                tracing::info!(error = %self, "request rejected");
+                tracing::info!(error = %self, decision = "rejected", reason = self.reason(), "request rejected");
             }
-            Self::Discovery(_) => tracing::warn!(error = %self, "identity provider unavailable"),
+            Self::Discovery(_) | Self::IdpUnavailable => {
+                tracing::warn!(error = %self, "identity provider unavailable");
+            }
             Self::ChallengeService(_) | Self::Publish(_) | Self::UnexpectedReply(_) => {
                 tracing::error!(error = %self, "request failed");
             }
+        }
+    }
+}
+
+impl PageError {
+    /// The reason code of a rejected request, for the decision log.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::ChallengeNotFound => "challenge_not_found",
+            Self::MissingState { .. } | Self::UnknownState { .. } => {
+                ReasonCode::StateInvalid.as_str()
+            }
+            Self::RepeatedParameter { .. } | Self::IncompleteResponse => "invalid_request",
+            _ => "internal",
         }
     }
 }
@@ -64,28 +85,28 @@ impl IntoResponse for PageError {
                 "This approval link is not valid or no longer exists. Open the link in the approval request again, or ask for the approval to be sent again.",
                 None,
             ),
-            Self::MissingState { idp } => pages::error(
+            Self::MissingState { idp } => pages::rejected(
                 StatusCode::BAD_REQUEST,
                 "Sign-in response incomplete",
-                "This page was opened without the data that links it to an approval. Start again from the approval link.",
+                ReasonCode::StateInvalid,
                 Some(&idp),
             ),
-            Self::RepeatedParameter { .. } => pages::error(
+            Self::RepeatedParameter { .. } | Self::IncompleteResponse => pages::error(
                 StatusCode::BAD_REQUEST,
                 "Sign-in response not valid",
                 START_AGAIN,
                 None,
             ),
-            Self::UnknownState { idp } => pages::error(
+            Self::UnknownState { idp } => pages::rejected(
                 StatusCode::BAD_REQUEST,
                 "Sign-in response not recognized",
-                ReasonCode::StateInvalid.message(),
+                ReasonCode::StateInvalid,
                 Some(&idp),
             ),
-            Self::Discovery(_) => pages::error(
+            Self::Discovery(_) | Self::IdpUnavailable => pages::rejected(
                 StatusCode::BAD_GATEWAY,
                 "Identity provider unavailable",
-                ReasonCode::IdpUnavailable.message(),
+                ReasonCode::IdpUnavailable,
                 None,
             ),
             Self::ChallengeService(_) | Self::Publish(_) | Self::UnexpectedReply(_) => {

@@ -10,6 +10,7 @@ mod callback;
 mod config;
 mod cookie;
 mod error;
+mod limits;
 mod outcomes;
 mod pages;
 mod routes;
@@ -17,6 +18,7 @@ mod start;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use stepup_bus::Bus;
 use stepup_bus::stream::ensure_stream;
@@ -99,7 +101,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let waiters = Waiters::new();
     let messages = outcomes::subscribe(&bus).await?;
     let backend = Arc::new(NatsBackend::new(bus, settings.rpc_timeout));
-    let state = AppState::new(&config, backend, Arc::clone(&waiters))?;
+    let state =
+        AppState::new(&config, backend, Arc::clone(&waiters))?.with_shutdown(shutdown.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -112,21 +115,39 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
         source,
     })?;
 
+    // Outcomes are delivered until the server has stopped, so the pages waiting during
+    // shutdown still get theirs.
     let mut tasks = JoinSet::new();
-    let deliver_shutdown = shutdown.clone();
+    let server_stopped = CancellationToken::new();
+    let deliver_stop = server_stopped.clone();
+    let deliver_waiters = Arc::clone(&waiters);
     tasks.spawn(async move {
-        outcomes::deliver(messages, waiters, deliver_shutdown).await;
+        outcomes::deliver(messages, deliver_waiters, deliver_stop).await;
         Ok(())
     });
     tasks.spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let _stopped = server_stopped.drop_guard();
+        // The peer address feeds the per-client rate limit.
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(drained(shutdown, waiters, settings.outcome_wait))
             .await
             .map_err(Error::Serve)
     });
 
     tracing::info!(%http_addr, "callback service listening");
     Ok(Started { http_addr, tasks })
+}
+
+/// Resolves once shutdown has begun and no page waits for an outcome, or `max_wait` after
+/// shutdown began. Until then the listener keeps serving, so `/readyz` reports 503 rather
+/// than refusing connections, and a reload of a waiting page still gets an answer.
+async fn drained(shutdown: CancellationToken, waiters: Arc<Waiters>, max_wait: Duration) {
+    shutdown.cancelled().await;
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while waiters.waiting_challenges() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Starts the service and waits until it has stopped after `shutdown` is cancelled.

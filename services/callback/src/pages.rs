@@ -8,6 +8,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use stepup_events::ReasonCode;
 use stepup_events::rpc::ChallengeOutcome;
 
 /// The `error` and `error_description` of an authorization error response (RFC 6749,
@@ -44,6 +45,7 @@ struct PendingPage;
 struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
+    reason_code: Option<&'a str>,
     idp_error: Option<&'a str>,
     idp_error_description: Option<&'a str>,
 }
@@ -88,6 +90,25 @@ pub fn error(status: StatusCode, title: &str, message: &str, idp: Option<&IdpErr
     let page = ErrorPage {
         title,
         message,
+        reason_code: None,
+        idp_error: idp.and_then(|idp| idp.error.as_deref()),
+        idp_error_description: idp.and_then(|idp| idp.error_description.as_deref()),
+    };
+    render(status, &page)
+}
+
+/// Renders an error page for a request rejected with `reason`, which names no challenge:
+/// the reason's sentence and its code.
+pub fn rejected(
+    status: StatusCode,
+    title: &str,
+    reason: ReasonCode,
+    idp: Option<&IdpError>,
+) -> Response {
+    let page = ErrorPage {
+        title,
+        message: reason.message(),
+        reason_code: Some(reason.as_str()),
         idp_error: idp.and_then(|idp| idp.error.as_deref()),
         idp_error_description: idp.and_then(|idp| idp.error_description.as_deref()),
     };

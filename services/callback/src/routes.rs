@@ -9,12 +9,14 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use stepup_oidc::authorize::AuthorizationEndpoints;
+use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use url::{Origin, Url};
 
 use crate::backend::Backend;
 use crate::config::Settings;
 use crate::error::PageError;
+use crate::limits::{self, RateLimits};
 use crate::outcomes::Waiters;
 use crate::{callback, start};
 
@@ -25,6 +27,9 @@ pub struct AppState {
     pub(crate) endpoints: Arc<AuthorizationEndpoints>,
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) rate_limits: Arc<RateLimits>,
+    /// Cancelled when shutdown begins; `/readyz` reports 503 from then on.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,23 +53,34 @@ impl AppState {
             std::time::Duration::from_secs(config.discovery_cache_secs),
         )
         .map_err(crate::Error::HttpClient)?;
+        let rate_limits =
+            RateLimits::new(settings.limits.per_client, settings.limits.per_challenge);
         Ok(Self {
             backend,
             endpoints: Arc::new(endpoints),
             waiters,
             settings: Arc::new(settings),
+            rate_limits: Arc::new(rate_limits),
+            shutdown: CancellationToken::new(),
         })
     }
 
-    /// `url` if it is an http(s) URL without user information on an allowed origin.
-    pub(crate) fn allowed_return_url<'a>(&self, url: Option<&'a str>) -> Option<&'a str> {
-        let text = url?;
-        let parsed = Url::parse(text).ok()?;
+    /// Makes `/readyz` report 503 once `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Returns `url` as the browser will read it, if it is an absolute http(s) URL without
+    /// user information on an allowed origin. The page links to the parsed form, not the
+    /// raw text, so that what was checked is what the browser follows.
+    pub(crate) fn allowed_return_url(&self, url: Option<&str>) -> Option<String> {
+        let parsed = Url::parse(url?).ok()?;
         let plain = matches!(parsed.scheme(), "http" | "https")
             && parsed.username().is_empty()
             && parsed.password().is_none();
         let origin: Origin = parsed.origin();
-        (plain && self.settings.allowed_return_origins.contains(&origin)).then_some(text)
+        (plain && self.settings.allowed_return_origins.contains(&origin)).then(|| parsed.into())
     }
 }
 
@@ -80,11 +96,22 @@ pub fn router(state: AppState) -> Router {
         (header::CACHE_CONTROL, "no-store"),
     ];
 
-    let mut router = Router::new()
+    // Only the routes that reach the challenge service are limited.
+    let public = Router::new()
         .route("/stepup/{challenge_id}", get(start::start))
         .route("/auth/callback", get(callback::callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ));
+    let mut router = Router::new()
+        .merge(public)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|| async { stepup_telemetry::metrics::http_response() }),
+        )
         .fallback(not_found)
         .with_state(state);
     for (name, value) in security_headers {
@@ -103,7 +130,9 @@ async fn healthz() -> StatusCode {
 
 #[tracing::instrument(skip_all)]
 async fn readyz(State(state): State<AppState>) -> StatusCode {
-    if state.backend.is_ready() {
+    // From the start of shutdown no new approver should be sent here while the pages in
+    // flight get their outcomes.
+    if !state.shutdown.is_cancelled() && state.backend.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

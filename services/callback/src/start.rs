@@ -68,6 +68,7 @@ async fn start_challenge(state: &AppState, challenge_id: &str) -> Result<Respons
         })?;
     span.record("approval.id", reply.approval_id.as_str());
     span.record("provider", reply.provider.as_str());
+    stepup_telemetry::link_to_traceparent(&span, reply.traceparent.as_deref());
 
     // 3. A finished challenge shows its outcome; one being verified shows the wait page.
     if reply.status.is_final() {

@@ -3,9 +3,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, to_bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode, header};
 use chrono::{Duration as TimeDelta, Utc};
 use futures::future::BoxFuture;
@@ -25,6 +27,8 @@ use tower::ServiceExt;
 struct FakeBackend {
     start_reply: Option<StartReply>,
     callback_reply: Option<CallbackReply>,
+    /// Returned by `callback` instead of `callback_reply` when set.
+    callback_fault: Option<RpcFault>,
     /// Sent to the waiters when `stepup.auth.code_received` is published, as the verifier
     /// and challenge service would.
     outcome_on_publish: Option<ChallengeOutcome>,
@@ -51,7 +55,10 @@ impl Backend for FakeBackend {
         request: CallbackRequest,
     ) -> BoxFuture<'_, Result<CallbackReply, RequestError>> {
         self.callback_requests.lock().unwrap().push(request);
-        let reply = self.callback_reply.clone().ok_or_else(not_found);
+        let reply = match &self.callback_fault {
+            Some(fault) => Err(RequestError::Fault(fault.clone())),
+            None => self.callback_reply.clone().ok_or_else(not_found),
+        };
         Box::pin(async move { reply })
     }
 
@@ -82,12 +89,19 @@ struct Harness {
     app: axum::Router,
 }
 
-fn harness(mut backend: FakeBackend) -> Harness {
-    let config = Config {
+fn test_config() -> Config {
+    Config {
         outcome_wait_ms: 100,
         allowed_return_origins: vec!["https://tickets.example.com".into()],
         ..Config::default()
-    };
+    }
+}
+
+fn harness(backend: FakeBackend) -> Harness {
+    harness_with(backend, test_config())
+}
+
+fn harness_with(mut backend: FakeBackend, config: Config) -> Harness {
     let waiters = Waiters::new();
     backend.waiters = Some(Arc::clone(&waiters));
     let backend = Arc::new(backend);
@@ -412,6 +426,27 @@ async fn health_endpoints_answer() {
     );
 }
 
+#[tokio::test]
+async fn readyz_reports_unavailable_once_shutdown_begins() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let state = AppState::new(
+        &test_config(),
+        Arc::new(FakeBackend::default()),
+        Waiters::new(),
+    )
+    .expect("valid config")
+    .with_shutdown(shutdown.clone());
+    let app = router(state);
+    assert_eq!(get(&app, "/readyz", None).await.status(), StatusCode::OK);
+
+    shutdown.cancel();
+    assert_eq!(
+        get(&app, "/readyz", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get(&app, "/healthz", None).await.status(), StatusCode::OK);
+}
+
 /// Serves a discovery document on a loopback port and returns the issuer URL.
 async fn spawn_discovery_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -431,4 +466,306 @@ async fn spawn_discovery_server() -> String {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     issuer
+}
+
+async fn get_from(
+    app: &axum::Router,
+    uri: &str,
+    client: [u8; 4],
+    headers: &[(&str, &str)],
+) -> Response<Body> {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(Body::empty()).expect("valid request");
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((client, 40000))));
+    app.clone()
+        .oneshot(request)
+        .await
+        .expect("the router is infallible")
+}
+
+fn failed_reply(return_url: &str) -> CallbackReply {
+    let mut reply = callback_reply(ChallengeStatus::Failed, false);
+    reply.outcome = Some(ChallengeOutcome {
+        reason_code: Some(ReasonCode::IdpError),
+        message: ReasonCode::IdpError.message().into(),
+    });
+    reply.return_url = Some(return_url.into());
+    reply
+}
+
+#[tokio::test]
+async fn idp_text_with_markup_and_quotes_is_escaped() {
+    let harness = harness(FakeBackend {
+        callback_reply: Some(failed_reply("https://tickets.example.com/r/1")),
+        ..FakeBackend::default()
+    });
+    let description = r#"<script>alert("x")</script> <a href='javascript:alert(1)'>retry</a> <img src=x onerror=alert(1)>"#;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("state", "s")
+        .append_pair("error", "access_denied\"><svg onload=alert(1)>")
+        .append_pair("error_description", description)
+        .finish();
+
+    for uri in [
+        format!("/auth/callback?{query}"),
+        // Without state the error page shows the IdP's text too.
+        format!("/auth/callback?{}", query.replacen("state=s&", "", 1)),
+    ] {
+        let response = get(&harness.app, &uri, None).await;
+        assert_security_headers(&response);
+        let body = body_text(response).await;
+
+        for raw in ["<script", "<a href='", "<img", "<svg", "href='javascript:"] {
+            assert!(!body.contains(raw), "{raw} reached the page: {body}");
+        }
+        assert!(
+            body.contains("&#60;script&#62;") || body.contains("&lt;script&gt;"),
+            "{body}"
+        );
+        assert!(body.contains("&#34;") || body.contains("&quot;"), "{body}");
+        assert!(body.contains("&#39;") || body.contains("&#x27;"), "{body}");
+        assert!(!body.contains("href=\"javascript"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn return_url_off_allowed_origins_gets_no_link() {
+    let tricks = [
+        "https://tickets.example.com.evil.test/requests/42",
+        "https://evil.test/https://tickets.example.com/",
+        "//evil.test/requests/42",
+        "/requests/42",
+        "javascript:alert(document.domain)",
+        "JavaScript://tickets.example.com/%0Aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "https://tickets.example.com@evil.test/",
+        "https://user:pass@tickets.example.com/",
+        "http://tickets.example.com/requests/42",
+        "https://tickets.example.com:8443/requests/42",
+        "https:evil.test",
+        "https://evil.test\\@tickets.example.com/",
+        "",
+    ];
+    for trick in tricks {
+        let harness = harness(FakeBackend {
+            callback_reply: Some(failed_reply(trick)),
+            ..FakeBackend::default()
+        });
+
+        let response = get(&harness.app, "/auth/callback?state=s&code=c", None).await;
+
+        let body = body_text(response).await;
+        assert!(!body.contains("Return to the request"), "{trick}: {body}");
+        assert!(!body.contains("evil.test"), "{trick}: {body}");
+        assert!(!body.contains("href="), "{trick}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn return_url_on_allowed_origin_is_linked_as_parsed() {
+    let harness = harness(FakeBackend {
+        callback_reply: Some(failed_reply(
+            "https://TICKETS.example.com/requests/42?tab=\"x\"",
+        )),
+        ..FakeBackend::default()
+    });
+
+    let response = get(&harness.app, "/auth/callback?state=s&code=c", None).await;
+
+    let body = body_text(response).await;
+    assert!(
+        body.contains(r#"href="https://tickets.example.com/requests/42?tab=%22x%22""#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn internal_failure_text_stays_off_the_page() {
+    let secret = "sqlx error: password authentication failed for user stepup at 10.0.0.5";
+    let harness = harness(FakeBackend {
+        callback_fault: Some(RpcFault::new(fault::INTERNAL, secret)),
+        ..FakeBackend::default()
+    });
+
+    let response = get(&harness.app, "/auth/callback?state=s&code=c", None).await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_security_headers(&response);
+    let body = body_text(response).await;
+    for detail in ["sqlx", "password", "10.0.0.5", "internal"] {
+        assert!(!body.contains(detail), "{detail} reached the page: {body}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_idp_during_iss_check_shows_reason() {
+    let harness = harness(FakeBackend {
+        callback_fault: Some(RpcFault::new(fault::IDP_UNAVAILABLE, "discovery failed")),
+        ..FakeBackend::default()
+    });
+
+    let response = get(&harness.app, "/auth/callback?state=s&code=c", None).await;
+
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body = body_text(response).await;
+    assert!(body.contains(ReasonCode::IdpUnavailable.as_str()), "{body}");
+    assert!(!body.contains("discovery failed"), "{body}");
+}
+
+#[tokio::test]
+async fn response_without_code_or_error_is_rejected() {
+    let harness = harness(FakeBackend::default());
+
+    let response = get(&harness.app, "/auth/callback?state=s&iss=x", None).await;
+
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(harness.backend.callback_requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_state_page_names_reason_code() {
+    let harness = harness(FakeBackend::default());
+
+    let response = get(&harness.app, "/auth/callback?state=s&code=c", None).await;
+
+    let body = body_text(response).await;
+    assert!(body.contains(ReasonCode::StateInvalid.as_str()), "{body}");
+}
+
+#[tokio::test]
+async fn https_public_url_makes_binding_cookie_secure() {
+    let issuer = spawn_discovery_server().await;
+    let config = Config {
+        public_url: "https://approve.example.com".into(),
+        ..test_config()
+    };
+    let harness = harness_with(
+        FakeBackend {
+            start_reply: Some(start_reply(ChallengeStatus::Started, &issuer)),
+            ..FakeBackend::default()
+        },
+        config,
+    );
+
+    let response = get(&harness.app, "/stepup/ch-1", None).await;
+
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(cookie.contains("; HttpOnly;"), "{cookie}");
+    assert!(cookie.contains("; SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("; Path=/auth/callback;"), "{cookie}");
+}
+
+#[tokio::test]
+async fn client_over_rate_limit_gets_429_with_retry_after() {
+    let config = Config {
+        rate_limit_per_client_per_minute: 3,
+        ..test_config()
+    };
+    let harness = harness_with(FakeBackend::default(), config);
+
+    for attempt in 0..3 {
+        let uri = format!("/auth/callback?state=s{attempt}&code=c");
+        let response = get_from(&harness.app, &uri, [192, 0, 2, 1], &[]).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "attempt {attempt}"
+        );
+    }
+    let response = get_from(&harness.app, "/stepup/ch-9", [192, 0, 2, 1], &[]).await;
+
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_security_headers(&response);
+    let retry_after = response.headers()[header::RETRY_AFTER].to_str().unwrap();
+    assert!(
+        retry_after
+            .parse::<u64>()
+            .is_ok_and(|s| (1..=60).contains(&s)),
+        "{retry_after}"
+    );
+    assert_eq!(harness.backend.callback_requests.lock().unwrap().len(), 3);
+    assert!(harness.backend.start_requests.lock().unwrap().is_empty());
+
+    // Another client still gets through, and health checks are never limited.
+    let response = get_from(&harness.app, "/stepup/ch-9", [192, 0, 2, 2], &[]).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = get_from(&harness.app, "/healthz", [192, 0, 2, 1], &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn challenge_over_rate_limit_gets_429_from_any_client() {
+    let config = Config {
+        rate_limit_per_challenge_per_minute: 2,
+        ..test_config()
+    };
+    let harness = harness_with(FakeBackend::default(), config);
+
+    for client in [[192, 0, 2, 1], [192, 0, 2, 2]] {
+        let response = get_from(&harness.app, "/auth/callback?state=s&code=c", client, &[]).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    let response = get_from(
+        &harness.app,
+        "/auth/callback?code=c&state=s",
+        [192, 0, 2, 3],
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+
+    for client in [[192, 0, 2, 1], [192, 0, 2, 2]] {
+        let response = get_from(&harness.app, "/stepup/ch-1", client, &[]).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let response = get_from(&harness.app, "/stepup/ch-1", [192, 0, 2, 3], &[]).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(harness.backend.callback_requests.lock().unwrap().len(), 2);
+    assert_eq!(harness.backend.start_requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn oversized_query_gets_414() {
+    let harness = harness(FakeBackend::default());
+    let uri = format!("/auth/callback?state=s&code={}", "c".repeat(9 * 1024));
+
+    let response = get(&harness.app, &uri, None).await;
+
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    assert_security_headers(&response);
+    assert!(harness.backend.callback_requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let harness = harness(FakeBackend::default());
+    let padding = "p".repeat(4 * 1024);
+    let headers: Vec<(String, String)> = (0..5)
+        .map(|index| (format!("x-padding-{index}"), padding.clone()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+
+    let response = get_from(
+        &harness.app,
+        "/auth/callback?state=s&code=c",
+        [192, 0, 2, 1],
+        &headers,
+    )
+    .await;
+
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert!(harness.backend.callback_requests.lock().unwrap().is_empty());
 }

@@ -1,18 +1,29 @@
 //! Matching the user the IdP authenticated to the approver named in the approval.
 
+use stepup_events::ReasonCode;
 use stepup_events::data::{Approver, SubjectClaims};
 use stepup_oidc::provider::ApproverBinding;
 
-/// Whether `claims` identify `approver` under `binding`. Emails compare case-insensitively
-/// and count only when the IdP marked them verified.
-pub fn is_approver(binding: ApproverBinding, claims: &SubjectClaims, approver: &Approver) -> bool {
-    match binding {
+/// Checks that `claims` identify `approver` under `binding`. Emails compare
+/// case-insensitively and count only when the IdP marked them verified.
+///
+/// Fails with [`ReasonCode::EmailNotVerified`] when the email is the approver's but the
+/// IdP did not mark it verified, and with [`ReasonCode::SubjectMismatch`] otherwise.
+pub fn check_approver(
+    binding: ApproverBinding,
+    claims: &SubjectClaims,
+    approver: &Approver,
+) -> Result<(), ReasonCode> {
+    let matched = match binding {
         ApproverBinding::Email => {
-            claims.email_verified == Some(true)
-                && claims
-                    .email
-                    .as_deref()
-                    .is_some_and(|email| email.eq_ignore_ascii_case(&approver.email))
+            let same_email = claims
+                .email
+                .as_deref()
+                .is_some_and(|email| email.eq_ignore_ascii_case(&approver.email));
+            if same_email && claims.email_verified != Some(true) {
+                return Err(ReasonCode::EmailNotVerified);
+            }
+            same_email
         }
         ApproverBinding::Sub => approver
             .idp_subject
@@ -26,7 +37,17 @@ pub fn is_approver(binding: ApproverBinding, claims: &SubjectClaims, approver: &
             .preferred_username
             .as_deref()
             .is_some_and(|name| name.eq_ignore_ascii_case(&approver.email)),
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(ReasonCode::SubjectMismatch)
     }
+}
+
+/// Whether `claims` identify `approver` under `binding`; see [`check_approver`].
+pub fn is_approver(binding: ApproverBinding, claims: &SubjectClaims, approver: &Approver) -> bool {
+    check_approver(binding, claims, approver).is_ok()
 }
 
 #[cfg(test)]
@@ -71,6 +92,28 @@ mod tests {
             );
             assert!(!matched, "email_verified {verified:?} was accepted");
         }
+    }
+
+    #[test]
+    fn unverified_email_of_approver_is_email_not_verified() {
+        for verified in [Some(false), None] {
+            let result = check_approver(
+                ApproverBinding::Email,
+                &claims("alice@example.com", verified),
+                &approver(),
+            );
+            assert_eq!(result, Err(ReasonCode::EmailNotVerified), "{verified:?}");
+        }
+    }
+
+    #[test]
+    fn unverified_email_of_other_user_is_subject_mismatch() {
+        let result = check_approver(
+            ApproverBinding::Email,
+            &claims("bob@example.com", Some(false)),
+            &approver(),
+        );
+        assert_eq!(result, Err(ReasonCode::SubjectMismatch));
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Configuration of the challenge service.
+//!
+//! Providers and policies live in the store (`stepup_registry`); the `[[providers]]` and
+//! `[[policies]]` of the file seed it at start.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use stepup_bus::NatsSettings;
 use stepup_bus::consumer::ConsumerSettings;
 use stepup_bus::stream::StreamSettings;
-use stepup_oidc::provider::ProviderSettings;
+use stepup_oidc::provider::{ClientSecret, ProviderSettings};
+use stepup_registry::{Origin, PolicyRecord, RegistrySettings};
 
 /// What a policy requires for one approval step.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,10 +29,32 @@ pub struct PolicySettings {
     /// Replaces the provider's allowed `acr` values for this step.
     #[serde(default)]
     pub acr_values: Option<Vec<String>>,
+    /// Lets the requester of an approval approve it. Off by default: such an approval is
+    /// rejected with `self_approval`.
+    #[serde(default)]
+    pub allow_self_approval: bool,
 }
 
 fn default_step_up() -> bool {
     true
+}
+
+impl PolicySettings {
+    /// The store record of this file entry.
+    pub fn to_record(&self, now: DateTime<Utc>) -> PolicyRecord {
+        PolicyRecord {
+            policy_id: self.policy_id.clone(),
+            step_id: self.step_id.clone(),
+            step_up: self.step_up,
+            provider: self.provider.clone(),
+            max_age: self.max_age,
+            acr_values: self.acr_values.clone(),
+            allow_self_approval: self.allow_self_approval,
+            origin: Origin::Config,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 /// Settings of the challenge service.
@@ -39,7 +66,7 @@ pub struct Config {
     pub consumer: ConsumerSettings,
     /// sqlx database URL: `sqlite://PATH?mode=rwc` or `postgres://…`.
     pub database_url: String,
-    /// Address of the health endpoints.
+    /// Address of the health endpoints and the admin API.
     pub listen: String,
     /// Public base URL of the callback service; step-up links and the OAuth `redirect_uri`
     /// are built from it.
@@ -50,8 +77,14 @@ pub struct Config {
     pub sweep_interval_secs: u64,
     /// Request/reply timeout toward other services, in milliseconds.
     pub rpc_timeout_ms: u64,
+    /// Providers that seed the store.
     pub providers: Vec<ProviderSettings>,
+    /// Policies that seed the store.
     pub policies: Vec<PolicySettings>,
+    pub registry: RegistrySettings,
+    /// The bearer token of the admin API, as the value, `env:NAME` or `file:/path`. Without
+    /// it, the admin API answers every request with 503.
+    pub admin_token: Option<ClientSecret>,
 }
 
 impl Default for Config {
@@ -68,6 +101,8 @@ impl Default for Config {
             rpc_timeout_ms: 5_000,
             providers: Vec::new(),
             policies: Vec::new(),
+            registry: RegistrySettings::default(),
+            admin_token: None,
         }
     }
 }
@@ -82,18 +117,15 @@ impl Config {
                 self.public_url
             ));
         }
+        for provider in &self.providers {
+            for problem in provider.problems() {
+                problems.push(format!("provider {}: {problem}", provider.name));
+            }
+        }
         for policy in &self.policies {
             let name = format!("policy ({}, {})", policy.policy_id, policy.step_id);
-            match (&policy.provider, policy.step_up) {
-                (None, true) => problems.push(format!(
-                    "{name} requires step-up but names no provider: set provider, or step_up = false"
-                )),
-                (Some(provider), true) if !self.providers.iter().any(|p| &p.name == provider) => {
-                    problems.push(format!(
-                        "{name} names provider {provider:?}, which is not configured"
-                    ));
-                }
-                _ => {}
+            for problem in policy.to_record(Utc::now()).problems() {
+                problems.push(format!("{name}: {problem}"));
             }
         }
         problems

@@ -10,7 +10,8 @@ use stepup_events::envelope::derived_event_id;
 use stepup_events::rpc::ChallengeStatus;
 use stepup_events::{ReasonCode, subject};
 
-use crate::binding::is_approver;
+use crate::binding::check_approver;
+use crate::outbox::OutboxEvent;
 use crate::policy::{Decision, decide};
 use crate::secrets::{constant_time_eq, random_token, sha256_hex};
 use crate::service::Service;
@@ -65,11 +66,7 @@ async fn on_approval_requested(
     event_id: &str,
     approval: ApprovalRequested,
 ) -> Result<(), crate::Error> {
-    let decision = decide(
-        &approval,
-        &service.config.policies,
-        &service.config.providers,
-    );
+    let decision = decide(&approval, &service.registry.catalog());
     match decision {
         Decision::NoStepUp => {
             tracing::info!(
@@ -89,7 +86,8 @@ async fn on_approval_requested(
                 evidence: None,
             };
             let id = derived_event_id(&["stepup.approval.completed", event_id]);
-            service.bus.publish_with_id(id, &data).await?;
+            service.store.enqueue(&OutboxEvent::new(id, &data)?).await?;
+            service.outbox.wake();
         }
         Decision::Reject(reason) => {
             tracing::info!(
@@ -111,7 +109,8 @@ async fn on_approval_requested(
                 message: reason.message().to_owned(),
             };
             let id = derived_event_id(&["stepup.approval.rejected", event_id]);
-            service.bus.publish_with_id(id, &data).await?;
+            service.store.enqueue(&OutboxEvent::new(id, &data)?).await?;
+            service.outbox.wake();
         }
         Decision::StepUp {
             provider,
@@ -153,37 +152,25 @@ async fn issue_challenge(
         expires_at: created_at + ttl,
     };
 
-    // 2. Store it; a redelivered approval event finds the challenge it created before.
-    let inserted = service.store.insert(&new).await?;
-    let challenge_id = if inserted {
-        new.id.clone()
-    } else {
-        service
-            .store
-            .get_by_request_event(event_id)
-            .await?
-            .map(|existing| existing.id)
-            .unwrap_or_else(|| new.id.clone())
-    };
-    let Some(challenge) = service.store.get(&challenge_id).await? else {
-        return Err(crate::Error::Inconsistent(format!(
-            "challenge {challenge_id} vanished after it was stored"
-        )));
-    };
-
-    // 3. Tell the other system where to send the approver.
-    if inserted {
-        tracing::info!(
-            challenge.id = %challenge.id,
-            approval.id = %challenge.approval_id,
-            step = %challenge.step_id,
-            approver = %challenge.approver.id,
-            provider = %challenge.provider,
-            decision = "step_up_required",
-            "challenge issued"
-        );
+    // 2. Store it with its stepup.required event, which tells the other system where to
+    //    send the approver. A redelivered approval event finds the challenge it created
+    //    before and writes nothing: that challenge's event is already in the outbox.
+    let required = service.required_event(&new)?;
+    if !service.store.insert(&new, &required).await? {
+        tracing::debug!(approval.id = %new.approval_id, event.id = %event_id, "approval event already has its challenge");
+        return Ok(());
     }
-    service.publish_required(&challenge).await?;
+    service.outbox.wake();
+    tracing::info!(
+        challenge.id = %new.id,
+        approval.id = %new.approval_id,
+        step = %new.step_id,
+        approver = %new.approver.id,
+        provider = %new.provider,
+        decision = "step_up_required",
+        "challenge issued"
+    );
+    stepup_telemetry::metrics::challenge_issued(&new.provider);
     Ok(())
 }
 
@@ -195,69 +182,88 @@ async fn on_auth_verified(service: &Service, verified: AuthVerified) -> Result<(
         return Ok(());
     };
 
-    // 1. A final challenge never changes again; a repeated event changes nothing.
+    // 1. A final challenge never changes again; a repeated event changes nothing. Its
+    //    outcome event was written with the change and is published by the outbox.
+    if challenge.status == ChallengeStatus::Expired {
+        reject_after_expiry(&challenge);
+        return Ok(());
+    }
     if challenge.status.is_final() {
-        if let (ChallengeStatus::Satisfied, Some(evidence)) =
-            (challenge.status, &challenge.evidence)
-        {
-            // Publishing the stored completion again is harmless (same event id) and covers
-            // a publish that failed after the state change committed.
-            service
-                .publish_completed(&challenge, evidence.clone())
-                .await?;
-        }
         tracing::info!(challenge.id = %challenge.id, status = challenge.status.as_str(), "verified event for a finished challenge ignored");
         return Ok(());
     }
 
-    // 2. Expiry, nonce and approver binding, each failing closed with its own reason.
+    // 2. Expiry, nonce and approver binding, each failing closed with its own reason. A
+    //    verification that arrives after expiry expires the challenge, which publishes
+    //    stepup.challenge.expired, and never completes it.
     let failure = if service.expire_if_overdue(&challenge).await? {
+        reject_after_expiry(&challenge);
         return Ok(());
     } else if challenge.status != ChallengeStatus::Verifying {
         Some(ReasonCode::StateInvalid)
     } else if !constant_time_eq(&verified.nonce_sha256, &sha256_hex(&challenge.nonce)) {
         Some(ReasonCode::NonceMismatch)
-    } else if !binds_to_approver(service, &challenge, &verified) {
-        Some(ReasonCode::SubjectMismatch)
     } else {
-        None
+        binds_to_approver(service, &challenge, &verified).err()
     };
     if let Some(reason) = failure {
         return fail(service, &challenge, reason, reason.message()).await;
     }
 
-    // 3. Satisfy it, at most once: the conditional update lets one event win.
+    // 3. Satisfy it, at most once: the conditional update lets one event win, and only
+    //    the winner writes stepup.approval.completed.
+    let completed = service.completed_event(&challenge, verified.evidence.clone())?;
     if service
         .store
-        .satisfy(&challenge.id, &verified.evidence)
+        .satisfy(&challenge.id, &verified.evidence, &completed)
         .await?
     {
+        service.outbox.wake();
         tracing::info!(
             challenge.id = %challenge.id,
             approval.id = %challenge.approval_id,
+            step = %challenge.step_id,
             approver = %challenge.approver.id,
             provider = %challenge.provider,
             acr = verified.evidence.acr.as_deref().unwrap_or(""),
             decision = "completed",
             "challenge satisfied"
         );
-        service
-            .publish_completed(&challenge, verified.evidence)
-            .await?;
+        stepup_telemetry::metrics::challenge_completed(&challenge.provider);
+        let elapsed = (service.now() - challenge.created_at)
+            .to_std()
+            .unwrap_or_default();
+        stepup_telemetry::metrics::record_time_to_completion(&challenge.provider, elapsed);
+        let passed = crate::admin::provider_test::TestOutcome::Passed(&verified.evidence);
+        crate::admin::provider_test::finished(service, &challenge, passed).await?;
     }
     Ok(())
+}
+
+fn reject_after_expiry(challenge: &crate::store::Challenge) {
+    tracing::info!(
+        challenge.id = %challenge.id,
+        approval.id = %challenge.approval_id,
+        approver = %challenge.approver.id,
+        provider = %challenge.provider,
+        decision = "rejected",
+        reason = %ReasonCode::Expired,
+        "verification arrived after the challenge expired"
+    );
 }
 
 fn binds_to_approver(
     service: &Service,
     challenge: &crate::store::Challenge,
     verified: &AuthVerified,
-) -> bool {
+) -> Result<(), ReasonCode> {
     let Some(provider) = service.provider(&challenge.provider) else {
-        return false;
+        return Err(ReasonCode::SubjectMismatch);
     };
-    verified.claims.issuer == provider.issuer
-        && is_approver(provider.binding, &verified.claims, &challenge.approver)
+    if verified.claims.issuer != provider.issuer {
+        return Err(ReasonCode::SubjectMismatch);
+    }
+    check_approver(provider.binding, &verified.claims, &challenge.approver)
 }
 
 /// Fails the challenge with the verifier's reason.
@@ -278,17 +284,26 @@ pub async fn fail(
     reason: ReasonCode,
     message: &str,
 ) -> Result<(), crate::Error> {
-    if service.store.fail(&challenge.id, reason, message).await? {
+    let failed = service.failed_event(challenge, reason, message)?;
+    if service
+        .store
+        .fail(&challenge.id, reason, message, &failed)
+        .await?
+    {
+        service.outbox.wake();
         tracing::info!(
             challenge.id = %challenge.id,
             approval.id = %challenge.approval_id,
+            step = %challenge.step_id,
             approver = %challenge.approver.id,
             provider = %challenge.provider,
             decision = "failed",
             reason = %reason,
             "challenge failed"
         );
-        service.publish_failed(challenge, reason, message).await?;
+        stepup_telemetry::metrics::challenge_failed(&challenge.provider, reason.as_str());
+        let failed = crate::admin::provider_test::TestOutcome::Failed { reason, message };
+        crate::admin::provider_test::finished(service, challenge, failed).await?;
     }
     Ok(())
 }

@@ -4,11 +4,14 @@
 //!
 //! It consumes `stepup.approval.requested`, `stepup.auth.verified` and
 //! `stepup.auth.rejected`; it serves the `stepup.rpc.challenge.*` requests of the callback
-//! and the verifier; and it expires overdue challenges.
+//! and the verifier; it expires overdue challenges; and it serves the admin API for
+//! providers, policies and provider tests (`admin`, documented in `openapi.yaml`).
 
+pub mod admin;
 pub mod binding;
 pub mod config;
 pub mod events;
+pub mod outbox;
 pub mod policy;
 pub mod rpc;
 pub mod secrets;
@@ -18,6 +21,7 @@ mod sweeper;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -55,7 +59,15 @@ pub enum Error {
     #[error(transparent)]
     Publish(#[from] stepup_bus::PublishError),
     #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
+    #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
+    #[error(transparent)]
+    Registry(#[from] stepup_registry::RegistryError),
+    #[error(transparent)]
+    Seed(#[from] stepup_registry::seed::SeedError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     #[error("subscribing to {subject}: {source}")]
     Subscribe {
         subject: &'static str,
@@ -108,6 +120,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let bus = Bus::connect(&config.nats, "challenge").await?;
     stepup_bus::stream::ensure_stream(&bus, &config.stream).await?;
     let database = stepup_store::open(&config.database_url, &MIGRATIONS).await?;
+    let registry = open_registry(&bus, &config, &shutdown).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -122,18 +135,54 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let service: SharedService = Arc::new(Service {
         bus: bus.clone(),
         store: store::ChallengeStore::new(database.pool.clone()),
+        outbox: outbox::Outbox::new(database.pool.clone(), database.backend),
         config,
+        registry,
         clock: chrono::Utc::now,
     });
+    let admin_routes = admin::router(admin::AdminState::new(service.clone())?);
 
+    // The health listener outlives the consumer: during the shutdown grace period it
+    // reports 503 on /readyz while the events in flight finish.
+    let drained = CancellationToken::new();
     let mut tasks = JoinSet::new();
     spawn_rpc(&mut tasks, &service, &shutdown);
-    spawn_consumer(&mut tasks, &service, &shutdown);
+    spawn_consumer(&mut tasks, &service, &shutdown, drained.clone());
     tasks.spawn(sweeper::run(service.clone(), shutdown.clone()));
-    tasks.spawn(serve_health(listener, bus, shutdown.clone()));
+    {
+        let relay = service
+            .outbox
+            .clone()
+            .run(service.bus.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            relay.await;
+            Ok(())
+        });
+    }
+    let readiness = Readiness {
+        bus,
+        database,
+        shutdown: shutdown.clone(),
+    };
+    tasks.spawn(serve_health(listener, readiness, admin_routes, drained));
 
     tracing::info!(%http_addr, "challenge service started");
     Ok(Started { http_addr, tasks })
+}
+
+/// Opens the provider and policy store, seeds it from the configuration file, and
+/// re-encrypts secrets sealed with an earlier key.
+async fn open_registry(
+    bus: &Bus,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<stepup_registry::Registry, Error> {
+    let registry = stepup_registry::Registry::open(bus, &config.registry, shutdown.clone()).await?;
+    let now = chrono::Utc::now();
+    let policies: Vec<_> = config.policies.iter().map(|p| p.to_record(now)).collect();
+    registry.seed(&config.providers, &policies).await?;
+    registry.reencrypt_secrets().await?;
+    Ok(registry)
 }
 
 /// Runs the challenge service until `shutdown` is cancelled.
@@ -141,14 +190,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     start(config, shutdown).await?.wait().await
 }
 
+/// Spawns the event consumer; `drained` is cancelled when it has stopped.
 fn spawn_consumer(
     tasks: &mut JoinSet<Result<(), Error>>,
     service: &SharedService,
     shutdown: &CancellationToken,
+    drained: CancellationToken,
 ) {
     let service = service.clone();
     let shutdown = shutdown.clone();
+    let drained = drained.drop_guard();
     tasks.spawn(async move {
+        let _drained = drained;
         let spec = ConsumerSpec {
             service: "challenge".into(),
             durable: "challenge".into(),
@@ -244,10 +297,60 @@ fn spawn_rpc(
     }
 }
 
+/// How long `/readyz` waits for the database to answer a query.
+const DATABASE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` checks.
+#[derive(Debug, Clone)]
+struct Readiness {
+    bus: Bus,
+    database: stepup_store::Database,
+    /// Cancelled when shutdown begins.
+    shutdown: CancellationToken,
+}
+
+impl Readiness {
+    /// Returns 503 from the start of shutdown, so that no new work is routed here while
+    /// the events in flight finish, and while NATS is disconnected or the database does
+    /// not answer within [`DATABASE_PING_TIMEOUT`].
+    async fn status(&self) -> StatusCode {
+        if !accepts_work(self.shutdown.is_cancelled(), self.bus.is_connected()) {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        database_status(&self.database).await
+    }
+}
+
+/// Returns whether the process may be sent work: shutdown has not begun and NATS is up.
+fn accepts_work(shutting_down: bool, bus_connected: bool) -> bool {
+    !shutting_down && bus_connected
+}
+
+/// Returns 200 when `database` answers a query within [`DATABASE_PING_TIMEOUT`], else 503.
+async fn database_status(database: &stepup_store::Database) -> StatusCode {
+    match tokio::time::timeout(DATABASE_PING_TIMEOUT, database.ping()).await {
+        Ok(Ok(())) => StatusCode::OK,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check: the database query failed");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = DATABASE_PING_TIMEOUT.as_millis(),
+                "readiness check: the database did not answer in time"
+            );
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// Serves health, metrics and the admin API until `drained` is cancelled, which happens
+/// when the consumer has stopped after shutdown began.
 async fn serve_health(
     listener: tokio::net::TcpListener,
-    bus: Bus,
-    shutdown: CancellationToken,
+    readiness: Readiness,
+    admin_routes: Router,
+    drained: CancellationToken,
 ) -> Result<(), Error> {
     let address = listener
         .local_addr()
@@ -256,20 +359,63 @@ async fn serve_health(
     let app = Router::new()
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route(
+            "/metrics",
+            get(|| async { stepup_telemetry::metrics::http_response() }),
+        )
+        .route(
             "/readyz",
             get(move || {
-                let bus = bus.clone();
-                async move {
-                    if bus.is_connected() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                }
+                let readiness = readiness.clone();
+                async move { readiness.status().await }
             }),
-        );
+        )
+        .merge(admin_routes);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(drained.cancelled_owned())
         .await
         .map_err(|source| Error::Listen { address, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use stepup_store::Backend;
+    use stepup_store::testing::TestDatabase;
+
+    use super::*;
+
+    #[test]
+    fn accepts_work_only_while_running_and_connected() {
+        assert!(accepts_work(false, true));
+        assert!(!accepts_work(true, true), "shutdown has begun");
+        assert!(!accepts_work(false, false), "NATS is disconnected");
+    }
+
+    #[tokio::test]
+    async fn database_ready_while_it_answers() {
+        let test_database = TestDatabase::create(Backend::Sqlite)
+            .await
+            .unwrap()
+            .unwrap();
+        let database = stepup_store::open(&test_database.url, &MIGRATIONS)
+            .await
+            .unwrap();
+        assert_eq!(database_status(&database).await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn database_not_ready_once_unreachable() {
+        let test_database = TestDatabase::create(Backend::Sqlite)
+            .await
+            .unwrap()
+            .unwrap();
+        let database = stepup_store::open(&test_database.url, &MIGRATIONS)
+            .await
+            .unwrap();
+        // A closed pool fails every query, as a pool whose server went away does.
+        database.pool.close().await;
+        assert_eq!(
+            database_status(&database).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

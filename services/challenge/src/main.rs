@@ -6,7 +6,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     stepup_runtime::run_service(
         "challenge",
-        &["public_url", "providers", "policies"],
+        &["public_url", "providers", "policies", "registry"],
         stepup_challenge::run,
     )
     .await

@@ -1,10 +1,10 @@
-//! The policy decision for an approval step.
+//! The policy decision for an approval step, taken against the current snapshot of the
+//! provider and policy store.
 
 use stepup_events::ReasonCode;
 use stepup_events::data::{ApprovalRequested, Requirement};
-use stepup_oidc::provider::ProviderSettings;
-
-use crate::config::PolicySettings;
+use stepup_registry::Catalog;
+use stepup_registry::record::{PROVIDER_TEST_APPROVAL_PREFIX, PROVIDER_TEST_POLICY};
 
 /// What happens to an approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,20 +20,30 @@ pub enum Decision {
     Reject(ReasonCode),
 }
 
-/// Decides what `approval` requires. Rules, in order: a step needs a policy; a step-up step
-/// is never approved automatically, nor from a channel that cannot open a browser; the
-/// policy's provider must be configured and enabled.
-pub fn decide(
-    approval: &ApprovalRequested,
-    policies: &[PolicySettings],
-    providers: &[ProviderSettings],
-) -> Decision {
-    let Some(policy) = policies
-        .iter()
-        .find(|p| p.policy_id == approval.policy_id && p.step_id == approval.step_id)
-    else {
+/// Decides what `approval` requires. The rules, in order:
+///
+/// 1. A step needs a policy: its own, else a default policy.
+/// 2. The requester may not approve their own request unless the policy allows it.
+/// 3. A step-up step is never approved automatically, nor from a channel that cannot open
+///    a browser.
+/// 4. The policy's provider must exist and be enabled.
+///
+/// Approvals that use the policy id or approval id prefix of provider tests are rejected
+/// with `no_policy`, so no other system can pass an approval off as a test.
+pub fn decide(approval: &ApprovalRequested, catalog: &Catalog) -> Decision {
+    if approval.policy_id == PROVIDER_TEST_POLICY
+        || approval
+            .approval_id
+            .starts_with(PROVIDER_TEST_APPROVAL_PREFIX)
+    {
+        return Decision::Reject(ReasonCode::NoPolicy);
+    }
+    let Some(policy) = catalog.policy_for(&approval.policy_id, &approval.step_id) else {
         return Decision::Reject(ReasonCode::NoPolicy);
     };
+    if is_self_approval(approval) && !policy.allow_self_approval {
+        return Decision::Reject(ReasonCode::SelfApproval);
+    }
     if !policy.step_up {
         return Decision::NoStepUp;
     }
@@ -45,8 +55,9 @@ pub fn decide(
     }
     let provider = policy
         .provider
-        .as_ref()
-        .and_then(|name| providers.iter().find(|p| &p.name == name && p.enabled));
+        .as_deref()
+        .and_then(|name| catalog.provider(name))
+        .filter(|provider| provider.enabled);
     let Some(provider) = provider else {
         return Decision::Reject(ReasonCode::ProviderUnknown);
     };
@@ -54,6 +65,19 @@ pub fn decide(
         provider: provider.name.clone(),
         requirement: provider.requirement(policy.acr_values.as_deref(), policy.max_age),
     }
+}
+
+/// Whether the approver is the requester: the same id in the other system, or the same
+/// email (case-insensitive) when the requester has one.
+fn is_self_approval(approval: &ApprovalRequested) -> bool {
+    let Some(requester) = &approval.requester else {
+        return false;
+    };
+    let same_email = requester
+        .email
+        .as_deref()
+        .is_some_and(|email| email.eq_ignore_ascii_case(&approval.approver.email));
+    requester.id == approval.approver.id || same_email
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! Request/reply handlers: the callback starting a challenge and handing over the
 //! authorization response, and the verifier fetching what it needs to redeem the code.
 
+use std::sync::OnceLock;
+
 use stepup_bus::rpc::RpcFault;
 use stepup_events::ReasonCode;
 use stepup_events::data::EntraMode;
 use stepup_events::rpc::{
     AuthorizationParams, CallbackReply, CallbackRequest, ChallengeOutcome, ChallengeStatus,
     RedemptionReply, RedemptionRequest, StartReply, StartRequest, fault,
+};
+use stepup_oidc::authorize::{
+    AuthorizationEndpoints, DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DISCOVERY_TTL,
 };
 
 use crate::events::fail;
@@ -48,6 +53,9 @@ pub async fn start(service: &Service, request: StartRequest) -> Result<StartRepl
 
 /// Handles `stepup.rpc.challenge.callback`: checks the authorization response against the
 /// challenge its `state` names and, for the first valid one, stores the code.
+///
+/// Every check that fails on a challenge that is still started fails the challenge with its
+/// own reason code, so the rejection is published, audited and shown to every later visit.
 pub async fn callback(
     service: &Service,
     request: CallbackRequest,
@@ -63,49 +71,38 @@ pub async fn callback(
     // 2. A challenge that already moved on shows its outcome; the code is not used again.
     if challenge.status != ChallengeStatus::Started {
         expire_if_overdue(service, &challenge).await?;
-        let current = load(service, &challenge.id).await?;
-        return Ok(reply(&current, false));
+        return current_reply(service, &challenge.id, false).await;
     }
 
     // 3. The browser must be the one that started the challenge.
-    let same_browser = match (
-        &request.browser_binding_sha256,
-        &challenge.browser_binding_sha256,
-    ) {
-        (Some(presented), Some(stored)) => constant_time_eq(presented, stored),
-        _ => false,
-    };
-    if !same_browser {
-        tracing::info!(challenge.id = %challenge.id, approval.id = %challenge.approval_id, decision = "rejected", reason = %ReasonCode::BrowserMismatch, "callback from another browser");
-        return Err(RpcFault::new(
-            ReasonCode::BrowserMismatch.as_str(),
-            ReasonCode::BrowserMismatch.message(),
-        ));
+    if !same_browser(&request, &challenge) {
+        return reject(service, &challenge, ReasonCode::BrowserMismatch, None).await;
     }
 
     // 4. An expired challenge is rejected before its code is ever redeemed.
     if expire_if_overdue(service, &challenge).await? {
-        let current = load(service, &challenge.id).await?;
-        return Ok(reply(&current, false));
+        return current_reply(service, &challenge.id, false).await;
     }
 
-    // 5. An error from the IdP fails the challenge with the IdP's own words.
+    // 5. RFC 9207: the response must come from the provider the request went to, also
+    //    when it is an error response.
+    if !issuer_matches(service, &challenge, request.iss.as_deref()).await? {
+        return reject(service, &challenge, ReasonCode::IssuerMismatch, None).await;
+    }
+
+    // 6. An error from the IdP fails the challenge with the IdP's own words.
     if let Some(error) = &request.error {
         let message = match &request.error_description {
             Some(description) => format!("The identity provider returned {error}: {description}"),
             None => format!("The identity provider returned {error}."),
         };
-        fail(service, &challenge, ReasonCode::IdpError, &message)
-            .await
-            .map_err(internal)?;
-        let current = load(service, &challenge.id).await?;
-        return Ok(reply(&current, false));
+        return reject(service, &challenge, ReasonCode::IdpError, Some(&message)).await;
     }
 
-    // 6. The first code moves the challenge to verifying; the caller announces it.
+    // 7. The first code moves the challenge to verifying; the caller announces it.
     let Some(code) = request.code.as_deref().filter(|code| !code.is_empty()) else {
         return Err(RpcFault::new(
-            "invalid_request",
+            fault::INVALID_REQUEST,
             "the authorization response has neither code nor error",
         ));
     };
@@ -114,7 +111,99 @@ pub async fn callback(
         .accept_code(&challenge.id, code)
         .await
         .map_err(internal)?;
-    let current = load(service, &challenge.id).await?;
+    current_reply(service, &challenge.id, accepted).await
+}
+
+/// Compares the hash of the browser's binding cookie with the stored one, in constant time.
+fn same_browser(request: &CallbackRequest, challenge: &Challenge) -> bool {
+    match (
+        &request.browser_binding_sha256,
+        &challenge.browser_binding_sha256,
+    ) {
+        (Some(presented), Some(stored)) => constant_time_eq(presented, stored),
+        _ => false,
+    }
+}
+
+/// Checks the authorization response's `iss` parameter (RFC 9207 section 2.4). A present
+/// `iss` must equal the provider's issuer exactly. An absent one is accepted only when the
+/// provider's discovery document does not promise it.
+async fn issuer_matches(
+    service: &Service,
+    challenge: &Challenge,
+    iss: Option<&str>,
+) -> Result<bool, RpcFault> {
+    let provider = service.provider(&challenge.provider).ok_or_else(|| {
+        internal(format!(
+            "provider {} of challenge {} is not configured",
+            challenge.provider, challenge.id
+        ))
+    })?;
+    if let Some(iss) = iss {
+        return Ok(iss == provider.issuer);
+    }
+
+    let Some(discovery) = discovery() else {
+        return Err(internal("the HTTP client for discovery could not be built"));
+    };
+    match discovery.iss_parameter_supported(&provider.issuer).await {
+        Ok(promised) => Ok(!promised),
+        Err(error) => {
+            // Without the document the response cannot be judged, so it is not accepted;
+            // the challenge stays open for another try.
+            tracing::warn!(challenge.id = %challenge.id, provider = %challenge.provider, %error, "discovery for the iss check failed");
+            Err(RpcFault::new(
+                fault::IDP_UNAVAILABLE,
+                ReasonCode::IdpUnavailable.message(),
+            ))
+        }
+    }
+}
+
+/// Returns the discovery cache of the `iss` check, which only a response without `iss` reads.
+// NOTE: one cache per process with the library's default timeout and lifetime; it is not
+// configurable per challenge service.
+fn discovery() -> Option<&'static AuthorizationEndpoints> {
+    static DISCOVERY: OnceLock<Option<AuthorizationEndpoints>> = OnceLock::new();
+    DISCOVERY
+        .get_or_init(|| {
+            AuthorizationEndpoints::new(DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DISCOVERY_TTL).ok()
+        })
+        .as_ref()
+}
+
+/// Fails `challenge` for `reason` and replies with the outcome that every later visit sees.
+async fn reject(
+    service: &Service,
+    challenge: &Challenge,
+    reason: ReasonCode,
+    message: Option<&str>,
+) -> Result<CallbackReply, RpcFault> {
+    tracing::info!(
+        challenge.id = %challenge.id,
+        approval.id = %challenge.approval_id,
+        provider = %challenge.provider,
+        decision = "rejected",
+        reason = %reason,
+        "authorization response rejected"
+    );
+    fail(
+        service,
+        challenge,
+        reason,
+        message.unwrap_or(reason.message()),
+    )
+    .await
+    .map_err(internal)?;
+    current_reply(service, &challenge.id, false).await
+}
+
+async fn current_reply(
+    service: &Service,
+    id: &str,
+    accepted: bool,
+) -> Result<CallbackReply, RpcFault> {
+    let current = load(service, id).await?;
     Ok(reply(&current, accepted))
 }
 

@@ -3,13 +3,19 @@
 //! Every status change is a conditional `UPDATE … WHERE status IN (…)`, so when two
 //! events or two instances race, exactly one of them moves the challenge and the other
 //! sees zero rows affected. That is what makes completion happen at most once.
+//!
+//! A change that other systems must hear about writes its event to the outbox in the same
+//! transaction (see [`crate::outbox`]), so the event is published if and only if the change
+//! committed.
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool, Transaction};
 use stepup_events::ReasonCode;
 use stepup_events::data::{Approver, Evidence, Requirement, Resource};
 use stepup_events::rpc::ChallengeStatus;
 use thiserror::Error;
+
+use crate::outbox::{self, OutboxEvent};
 
 /// A database operation on challenges failed.
 #[derive(Debug, Error)]
@@ -123,10 +129,16 @@ impl ChallengeStore {
         Self { pool }
     }
 
-    /// Stores `challenge` unless one was already created for the same approval event.
-    /// Returns false for such a duplicate.
-    pub async fn insert(&self, challenge: &NewChallenge) -> Result<bool, StoreError> {
+    /// Stores `challenge` and its `stepup.required` event unless a challenge was already
+    /// created for the same approval event. Returns false for such a duplicate, which
+    /// writes nothing.
+    pub async fn insert(
+        &self,
+        challenge: &NewChallenge,
+        required: &OutboxEvent,
+    ) -> Result<bool, StoreError> {
         let now = millis(Utc::now());
+        let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(
             "INSERT INTO challenges (id, request_event_id, approval_id, policy_id, step_id, \
              provider, requirement_json, approver_json, requester_id, resource_json, return_url, \
@@ -155,9 +167,24 @@ impl ChallengeStore {
         .bind(millis(challenge.created_at))
         .bind(millis(challenge.expires_at))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
-        Ok(result.rows_affected() == 1)
+        let inserted = result.rows_affected() == 1;
+        if inserted {
+            outbox::insert(&mut transaction, required).await?;
+        }
+        transaction.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Writes `event` to the outbox on its own, for decisions that change no challenge
+    /// (a step without step-up, a policy rejection). Writing the same event id again adds
+    /// nothing.
+    pub async fn enqueue(&self, event: &OutboxEvent) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        outbox::insert(&mut transaction, event).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Challenge>, StoreError> {
@@ -195,6 +222,17 @@ impl ChallengeStore {
         row.map(Challenge::try_from).transpose()
     }
 
+    /// Returns the challenges of `approval_id`, oldest first, for the admin API.
+    pub async fn list_by_approval(&self, approval_id: &str) -> Result<Vec<Challenge>, StoreError> {
+        let rows: Vec<ChallengeRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM challenges WHERE approval_id = $1 ORDER BY created_at"
+        ))
+        .bind(approval_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Challenge::try_from).collect()
+    }
+
     /// Marks the challenge started by a browser. Allowed while it is issued or started, so
     /// the approver may open the link again; the last browser's binding wins.
     pub async fn start(&self, id: &str, browser_binding_sha256: &str) -> Result<bool, StoreError> {
@@ -227,8 +265,16 @@ impl ChallengeStore {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Marks the challenge satisfied with its evidence, if it is still verifying.
-    pub async fn satisfy(&self, id: &str, evidence: &Evidence) -> Result<bool, StoreError> {
+    /// Marks the challenge satisfied with its evidence and writes `completed` to the
+    /// outbox, if the challenge is still verifying. Returns false, writing nothing, when
+    /// another event or instance moved it first.
+    pub async fn satisfy(
+        &self,
+        id: &str,
+        evidence: &Evidence,
+        completed: &OutboxEvent,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE challenges SET status = $1, evidence_json = $2, pkce_verifier = NULL, \
              authorization_code = NULL, updated_at = $3 WHERE id = $4 AND status = 'verifying'",
@@ -237,27 +283,35 @@ impl ChallengeStore {
         .bind(to_json(evidence))
         .bind(millis(Utc::now()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
-        Ok(result.rows_affected() == 1)
+        commit_with_event(transaction, result.rows_affected() == 1, completed).await
     }
 
-    /// Marks the challenge failed, if it is not final yet.
+    /// Marks the challenge failed and writes `failed` to the outbox, if it is not final yet.
     pub async fn fail(
         &self,
         id: &str,
         reason: ReasonCode,
         message: &str,
+        failed: &OutboxEvent,
     ) -> Result<bool, StoreError> {
-        self.finish(id, ChallengeStatus::Failed, reason, message)
+        self.finish(id, ChallengeStatus::Failed, reason, message, failed)
             .await
     }
 
-    /// Marks the challenge expired, if it is not final yet.
-    pub async fn expire(&self, id: &str) -> Result<bool, StoreError> {
+    /// Marks the challenge expired and writes `expired` to the outbox, if it is not final
+    /// yet.
+    pub async fn expire(&self, id: &str, expired: &OutboxEvent) -> Result<bool, StoreError> {
         let reason = ReasonCode::Expired;
-        self.finish(id, ChallengeStatus::Expired, reason, reason.message())
-            .await
+        self.finish(
+            id,
+            ChallengeStatus::Expired,
+            reason,
+            reason.message(),
+            expired,
+        )
+        .await
     }
 
     async fn finish(
@@ -266,7 +320,9 @@ impl ChallengeStore {
         status: ChallengeStatus,
         reason: ReasonCode,
         message: &str,
+        event: &OutboxEvent,
     ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE challenges SET status = $1, reason_code = $2, message = $3, \
              pkce_verifier = NULL, authorization_code = NULL, updated_at = $4 \
@@ -277,9 +333,9 @@ impl ChallengeStore {
         .bind(message)
         .bind(millis(Utc::now()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
-        Ok(result.rows_affected() == 1)
+        commit_with_event(transaction, result.rows_affected() == 1, event).await
     }
 
     /// Returns the ids of open challenges whose expiry has passed, oldest first.
@@ -294,6 +350,20 @@ impl ChallengeStore {
         .await?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
+}
+
+/// Writes `event` when the conditional update `changed` a row, then commits. Returns
+/// `changed`.
+async fn commit_with_event(
+    mut transaction: Transaction<'_, Any>,
+    changed: bool,
+    event: &OutboxEvent,
+) -> Result<bool, StoreError> {
+    if changed {
+        outbox::insert(&mut transaction, event).await?;
+    }
+    transaction.commit().await?;
+    Ok(changed)
 }
 
 impl TryFrom<ChallengeRow> for Challenge {

@@ -1,7 +1,11 @@
 //! `stepup approval request`: publishes an approval as another system would and prints
 //! what the step-up services answer, including the step-up link.
 
+use std::pin::Pin;
 use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::Stream;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -30,7 +34,7 @@ async fn request(settings: &Settings, args: RequestArgs) -> anyhow::Result<()> {
     let bus = Bus::connect(&settings.nats()?, "cli").await?;
 
     // Subscribe before publishing, so no answer can slip past.
-    let mut answers = bus
+    let answers = bus
         .client()
         .subscribe("stepup.>")
         .await
@@ -50,18 +54,43 @@ async fn request(settings: &Settings, args: RequestArgs) -> anyhow::Result<()> {
         .wait_secs
         .map_or(FIRST_ANSWER_TIMEOUT, Duration::from_secs);
     let stop_at_link = args.wait_secs.is_none();
-    follow(&mut answers, &approval.approval_id, wait, stop_at_link).await
+    let answers = answers.map(|message| message.payload.to_vec());
+    follow(Box::pin(answers), &approval.approval_id, wait, stop_at_link).await
 }
 
 async fn watch(settings: &Settings, args: WatchArgs) -> anyhow::Result<()> {
     let bus = Bus::connect(&settings.nats()?, "cli").await?;
-    let mut events = bus
-        .client()
-        .subscribe("stepup.>")
+    let stream_name = settings.stream_name()?;
+
+    // Replay the recent past from the stream, then follow live: an approval whose approver
+    // acted before this command started is still shown.
+    let since = time::OffsetDateTime::now_utc()
+        - time::Duration::seconds(i64::try_from(args.since_secs).unwrap_or(i64::MAX));
+    let stream = bus
+        .jetstream()
+        .get_stream(&stream_name)
         .await
-        .context("subscribing to step-up events")?;
+        .with_context(|| {
+            format!("stream {stream_name} not found; are the step-up services running?")
+        })?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartTime { start_time: since },
+            ..Default::default()
+        })
+        .await
+        .context("creating an ordered consumer on the event stream")?;
+    let messages = consumer
+        .messages()
+        .await
+        .context("reading the event stream")?
+        .filter_map(|message| async move { message.ok().map(|m| m.payload.to_vec()) });
+    println!(
+        "watching approval {} (events since {}s ago, then live, for up to {}s)",
+        args.approval_id, args.since_secs, args.wait_secs
+    );
     follow(
-        &mut events,
+        Box::pin(messages),
         &args.approval_id,
         Duration::from_secs(args.wait_secs),
         false,
@@ -69,38 +98,53 @@ async fn watch(settings: &Settings, args: WatchArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// Prints the events about `approval_id` until a final one, or the step-up link when
-/// `stop_at_link` is set.
+/// Prints the events about `approval_id` until a final one, or until the step-up link when
+/// `stop_at_link` is set. Fails when the final event is not a completion, so scripts can
+/// tell the outcomes apart by exit code.
 async fn follow(
-    events: &mut async_nats::Subscriber,
+    mut events: Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>,
     approval_id: &str,
     wait: Duration,
     stop_at_link: bool,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let message = tokio::time::timeout_at(deadline, events.next()).await;
-        let Ok(Some(message)) = message else {
+        let payload = tokio::time::timeout_at(deadline, events.next()).await;
+        let Ok(Some(payload)) = payload else {
             anyhow::bail!(
                 "no final answer for approval {approval_id} within {}s; check that the challenge service is running",
                 wait.as_secs()
             );
         };
-        let Ok(event) = Envelope::from_json(&message.payload) else {
+        let Ok(event) = Envelope::from_json(&payload) else {
             continue;
         };
         if event.subject() != Some(approval_id) {
             continue;
         }
-        let finished = print_answer(&event)?;
-        if finished || stop_at_link && event.event_type() == subject::STEPUP_REQUIRED {
-            return Ok(());
+        match print_event(&event)? {
+            Progress::Completed => return Ok(()),
+            Progress::NotCompleted(summary) => {
+                anyhow::bail!("approval {approval_id} was not completed: {summary}")
+            }
+            Progress::Pending if stop_at_link && event.event_type() == subject::STEPUP_REQUIRED => {
+                return Ok(());
+            }
+            Progress::Pending => {}
         }
     }
 }
 
-/// Prints one answer; returns whether it is final.
-fn print_answer(event: &Envelope) -> anyhow::Result<bool> {
+/// Where an approval stands after an event.
+enum Progress {
+    Pending,
+    Completed,
+    /// Rejected, failed or expired, with a one-line summary.
+    NotCompleted(String),
+}
+
+/// Prints one event about the approval.
+fn print_event(event: &Envelope) -> anyhow::Result<Progress> {
     match event.event_type() {
         subject::STEPUP_REQUIRED => {
             let required: StepUpRequired = event.data()?;
@@ -113,7 +157,7 @@ fn print_answer(event: &Envelope) -> anyhow::Result<bool> {
             }
             println!("  expires at: {}", required.expires_at);
             println!("  step-up link: {}", required.step_up_url);
-            Ok(false)
+            Ok(Progress::Pending)
         }
         subject::APPROVAL_COMPLETED => {
             let completed: ApprovalCompleted = event.data()?;
@@ -121,30 +165,39 @@ fn print_answer(event: &Envelope) -> anyhow::Result<bool> {
             if let Some(evidence) = completed.evidence {
                 println!("  evidence: {}", serde_json::to_string_pretty(&evidence)?);
             }
-            Ok(true)
+            Ok(Progress::Completed)
         }
         subject::APPROVAL_REJECTED => {
             let rejected: ApprovalRejected = event.data()?;
-            println!(
-                "approval rejected: {} ({})",
-                rejected.message, rejected.reason_code
+            let summary = format!(
+                "rejected with {}: {}",
+                rejected.reason_code, rejected.message
             );
-            Ok(true)
+            println!("approval {summary}");
+            Ok(Progress::NotCompleted(summary))
         }
         subject::CHALLENGE_FAILED => {
             let failed: ChallengeFailed = event.data()?;
-            println!(
-                "step-up failed: {} ({})",
-                failed.message, failed.reason_code
+            let summary = format!(
+                "step-up failed with {}: {}",
+                failed.reason_code, failed.message
             );
-            Ok(true)
+            println!("{summary}");
+            Ok(Progress::NotCompleted(summary))
         }
         subject::CHALLENGE_EXPIRED => {
             let expired: ChallengeExpired = event.data()?;
-            println!("step-up expired at {}", expired.expired_at);
-            Ok(true)
+            let summary = format!("step-up expired at {}", expired.expired_at);
+            println!("{summary}");
+            Ok(Progress::NotCompleted(summary))
         }
-        _ => Ok(false),
+        other => {
+            println!(
+                "{other} ({})",
+                event.time().map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+            Ok(Progress::Pending)
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! from the command line.
 
 mod approval;
+mod audit;
 mod cli;
+mod policy;
+mod provider;
 mod supervisor;
 
 use std::process::ExitCode;
@@ -25,6 +28,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => supervisor::run(&settings, &args.services, cli.log_format).await,
         Command::Approval(command) => approval::run(&settings, *command).await,
+        Command::Audit(command) => audit::run(command),
+        Command::Provider(args) => provider::run(&settings, &args.admin, args.command).await,
+        Command::Policy(args) => policy::run(&args.admin, args.command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

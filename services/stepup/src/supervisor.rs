@@ -83,7 +83,7 @@ async fn start(
     name: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BoxFuture<'static, anyhow::Result<()>>> {
-    let providers_and_policies = ["public_url", "providers", "policies"];
+    let providers_and_policies = ["public_url", "providers", "policies", "registry"];
     Ok(match name {
         "challenge" => {
             let config = settings.service("challenge", &providers_and_policies)?;
@@ -96,7 +96,7 @@ async fn start(
             Box::pin(async move { Ok(started.wait().await?) })
         }
         "verifier" => {
-            let config = settings.service("verifier", &["providers"])?;
+            let config = settings.service("verifier", &["providers", "registry"])?;
             let started = stepup_verifier::start(config, shutdown).await?;
             Box::pin(async move { Ok(started.wait().await?) })
         }

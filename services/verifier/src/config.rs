@@ -1,10 +1,14 @@
 //! Configuration of the verifier.
+//!
+//! Providers come from the store (`stepup_registry`). The `[[providers]]` of the file are
+//! read only for client secrets that the store keeps as "in the configuration file".
 
 use serde::Deserialize;
 use stepup_bus::NatsSettings;
 use stepup_bus::consumer::ConsumerSettings;
 use stepup_bus::stream::StreamSettings;
 use stepup_oidc::provider::ProviderSettings;
+use stepup_registry::RegistrySettings;
 
 /// Settings of the verifier.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,7 +25,9 @@ pub struct Config {
     pub rpc_timeout_ms: u64,
     /// Tolerated clock difference with the IdPs, in seconds.
     pub clock_skew_secs: u64,
+    /// The configuration file's providers, for the secrets the store points back to.
     pub providers: Vec<ProviderSettings>,
+    pub registry: RegistrySettings,
 }
 
 impl Default for Config {
@@ -35,6 +41,7 @@ impl Default for Config {
             rpc_timeout_ms: 5_000,
             clock_skew_secs: 60,
             providers: Vec::new(),
+            registry: RegistrySettings::default(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum Error {
     Stream(#[from] stepup_bus::stream::StreamError),
     #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
+    #[error(transparent)]
+    Registry(#[from] stepup_registry::RegistryError),
     #[error("building the HTTP client toward identity providers: {0}")]
     HttpClient(#[from] reqwest::Error),
     #[error("binding health endpoint {address}: {source}")]
@@ -75,6 +77,8 @@ impl Started {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Started, Error> {
     let bus = Bus::connect(&config.nats, "verifier").await?;
     stepup_bus::stream::ensure_stream(&bus, &config.stream).await?;
+    let registry =
+        stepup_registry::Registry::open(&bus, &config.registry, shutdown.clone()).await?;
     let http = stepup_oidc::http::idp_client(Duration::from_millis(config.idp_timeout_ms))?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -91,13 +95,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
     let verifier = Arc::new(redeem::Verifier {
         bus: bus.clone(),
         tokens: TokenVerifier::new(http, skew),
+        registry,
         config,
     });
 
+    // The health listener outlives the consumer: during the shutdown grace period it
+    // reports 503 on /readyz while the events in flight finish.
+    let drained = CancellationToken::new();
     let mut tasks = JoinSet::new();
     {
         let (verifier, shutdown) = (verifier.clone(), shutdown.clone());
+        let drained = drained.clone().drop_guard();
         tasks.spawn(async move {
+            let _drained = drained;
             let spec = ConsumerSpec {
                 service: "verifier".into(),
                 durable: "verifier".into(),
@@ -120,7 +130,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
             Ok(())
         });
     }
-    tasks.spawn(serve_health(listener, bus, shutdown));
+    tasks.spawn(serve_health(listener, bus, shutdown, drained));
 
     tracing::info!(%http_addr, "verifier started");
     Ok(Started { http_addr, tasks })
@@ -131,10 +141,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     start(config, shutdown).await?.wait().await
 }
 
+/// Serves `/healthz`, `/readyz` and `/metrics` until `drained` is cancelled, which happens
+/// when the consumer has stopped after `shutdown`.
 async fn serve_health(
     listener: tokio::net::TcpListener,
     bus: Bus,
     shutdown: CancellationToken,
+    drained: CancellationToken,
 ) -> Result<(), Error> {
     let address = listener
         .local_addr()
@@ -143,20 +156,48 @@ async fn serve_health(
     let app = Router::new()
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route(
+            "/metrics",
+            get(|| async { stepup_telemetry::metrics::http_response() }),
+        )
+        .route(
             "/readyz",
             get(move || {
-                let bus = bus.clone();
-                async move {
-                    if bus.is_connected() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                }
+                let ready = readiness(shutdown.is_cancelled(), bus.is_connected());
+                async move { ready }
             }),
         );
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(drained.cancelled_owned())
         .await
         .map_err(|source| Error::Listen { address, source })
+}
+
+/// Returns the `/readyz` status: 503 from the start of shutdown, so that no new work is
+/// routed here while the events in flight finish, and while NATS is disconnected.
+fn readiness(shutting_down: bool, bus_connected: bool) -> StatusCode {
+    if shutting_down || !bus_connected {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_while_connected_and_running() {
+        assert_eq!(readiness(false, true), StatusCode::OK);
+    }
+
+    #[test]
+    fn not_ready_once_shutdown_begins() {
+        assert_eq!(readiness(true, true), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn not_ready_without_nats() {
+        assert_eq!(readiness(false, false), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

@@ -4,5 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    stepup_runtime::run_service("verifier", &["providers"], stepup_verifier::run).await
+    stepup_runtime::run_service("verifier", &["providers", "registry"], stepup_verifier::run).await
 }

@@ -156,6 +156,7 @@ pub struct Browser {
     jar: Arc<Jar>,
     max_redirects: usize,
     chain: Vec<Url>,
+    stop_before: Option<String>,
 }
 
 impl Browser {
@@ -176,12 +177,21 @@ impl Browser {
             jar,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             chain: Vec::new(),
+            stop_before: None,
         })
     }
 
     /// Sets how many redirects one navigation follows before it fails.
     pub fn set_max_redirects(&mut self, max: usize) {
         self.max_redirects = max;
+    }
+
+    /// Makes navigations return a redirect, instead of following it, when its resolved
+    /// `Location` starts with `prefix`, so a test can inspect or change the next request
+    /// (such as a callback URL with the authorization code) before it is sent. `None`
+    /// follows every redirect again.
+    pub fn stop_before(&mut self, prefix: Option<&str>) {
+        self.stop_before = prefix.map(str::to_owned);
     }
 
     /// Requests `url` with GET and follows redirects.
@@ -281,6 +291,13 @@ impl Browser {
         loop {
             let page = self.send(&hop).await?;
             if !page.is_redirect() || page.header(LOCATION.as_str()).is_none() {
+                return Ok(page);
+            }
+            let stop = self.stop_before.as_deref().is_some_and(|prefix| {
+                page.location()
+                    .is_some_and(|location| location.as_str().starts_with(prefix))
+            });
+            if stop {
                 return Ok(page);
             }
 

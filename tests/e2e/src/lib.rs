@@ -5,13 +5,19 @@
 //! - [`idp::DevIdp`] runs the development OpenID provider from `tests/idp`.
 //! - [`browser::Browser`] is an HTTP client with a cookie store that follows
 //!   redirects itself, so a test can inspect every hop.
+//! - [`process::ServiceProcess`] runs a service binary as a child process that a test
+//!   can kill or terminate, and [`deployment::Deployment`] runs all of them (one or more
+//!   instances each) against one nats-server and one set of databases.
 //!
 //! Every process is killed when its handle is dropped, and every wait is
 //! bounded. The external tools come from `scripts/install-deps.sh`.
 
 pub mod browser;
+pub mod deployment;
 pub mod idp;
 pub mod nats;
+pub mod nats_users;
+pub mod process;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};

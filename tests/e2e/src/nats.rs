@@ -111,12 +111,21 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     dir: TempDir,
+    /// A configuration file passed with `-c`, such as one with users and permissions.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server with JetStream on a free port of 127.0.0.1 and waits
     /// until it sends its `INFO` line to a client.
     pub async fn start() -> Result<Self, NatsError> {
+        Self::start_with_config(None).await
+    }
+
+    /// Starts a server like [`start`](Self::start) that also reads `config` (users,
+    /// permissions, TLS). The port, address and store directory given on the command line
+    /// take precedence over the file's.
+    pub async fn start_with_config(config: Option<PathBuf>) -> Result<Self, NatsError> {
         let binary = find_binary()?;
         check_version(&binary).await?;
 
@@ -127,6 +136,7 @@ impl NatsServer {
                 binary: binary.clone(),
                 port: free_port().map_err(NatsError::Setup)?,
                 dir: new_store_root()?,
+                config: config.clone(),
             };
 
             match server.launch().await {
@@ -198,7 +208,11 @@ impl NatsServer {
         let log = self.open_log()?;
         let log_for_stderr = log.try_clone().map_err(NatsError::Setup)?;
 
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

@@ -95,54 +95,54 @@ fn auth_time_checks() {
 
     let missing = check_auth_time(None, created, now, skew);
     assert_eq!(reason(missing), Some(ReasonCode::AuthTimeMissing));
-
-    let future = check_auth_time(Some(now + TimeDelta::seconds(600)), created, now, skew);
-    assert_eq!(reason(future), Some(ReasonCode::IdTokenInvalid));
-}
-
-fn jwt_with_payload(payload: &serde_json::Value) -> String {
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "{}.{}.sig",
-        engine.encode(br#"{"alg":"RS256"}"#),
-        engine.encode(payload.to_string())
-    )
 }
 
 #[test]
-fn extra_claims_are_read() {
-    let token = jwt_with_payload(&serde_json::json!({"acrs": ["c1"], "oid": "o-1", "tid": "t-1"}));
-    let extra = ExtraClaims::from_compact_jwt(&token);
-    assert_eq!(
-        extra,
-        Ok(ExtraClaims {
-            acrs: vec!["c1".into()],
-            oid: Some("o-1".into()),
-            tid: Some("t-1".into()),
-        })
+fn auth_time_in_future_is_issued_in_future() {
+    let created = Utc::now();
+    let now = created + TimeDelta::seconds(30);
+    let future = check_auth_time(
+        Some(now + TimeDelta::seconds(600)),
+        created,
+        now,
+        DEFAULT_CLOCK_SKEW,
     );
-}
-
-#[test]
-fn acrs_as_string_is_malformed() {
-    let token = jwt_with_payload(&serde_json::json!({"acrs": "c1"}));
-    assert_eq!(
-        reason(ExtraClaims::from_compact_jwt(&token)),
-        Some(ReasonCode::MalformedClaim)
-    );
-}
-
-#[test]
-fn oid_as_number_is_malformed() {
-    let token = jwt_with_payload(&serde_json::json!({"oid": 42}));
-    assert_eq!(
-        reason(ExtraClaims::from_compact_jwt(&token)),
-        Some(ReasonCode::MalformedClaim)
-    );
+    assert_eq!(reason(future), Some(ReasonCode::IssuedInFuture));
 }
 
 #[test]
 fn unknown_algorithm_is_a_configuration_error() {
-    let result = signing_algorithms(&["none".to_owned()]);
-    assert_eq!(reason(result), Some(ReasonCode::IdTokenInvalid));
+    let names = ["none".to_owned()];
+    assert_eq!(
+        reason(allowed_algorithms(&names)),
+        Some(ReasonCode::AlgorithmNotAllowed)
+    );
+}
+
+#[test]
+fn symmetric_algorithm_cannot_be_configured() {
+    for name in ["HS256", "HS384", "HS512"] {
+        let names = [name.to_owned()];
+        assert_eq!(
+            reason(allowed_algorithms(&names)),
+            Some(ReasonCode::AlgorithmNotAllowed),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn empty_algorithm_list_is_a_configuration_error() {
+    assert_eq!(
+        reason(allowed_algorithms(&[])),
+        Some(ReasonCode::AlgorithmNotAllowed)
+    );
+}
+
+#[test]
+fn rejections_before_the_token_request_are_transient_only_when_unreachable() {
+    let unreachable = Rejection::new(ReasonCode::IdpUnavailable, "down").before_code_sent();
+    assert!(unreachable.transient);
+    let garbage = Rejection::new(ReasonCode::ProviderMetadataInvalid, "html").before_code_sent();
+    assert!(!garbage.transient);
 }

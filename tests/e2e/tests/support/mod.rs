@@ -43,10 +43,13 @@ pub struct System {
     pub bus: Bus,
     pub callback_url: String,
     pub audit_url: String,
+    pub challenge_url: String,
     shutdown: CancellationToken,
     services: Vec<tokio::task::JoinHandle<()>>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
     _dir: tempfile::TempDir,
+    /// PostgreSQL databases of this system, dropped by `stop`.
+    databases: Vec<stepup_store::testing::TestDatabase>,
 }
 
 pub fn alice() -> IdpUser {
@@ -59,6 +62,46 @@ pub fn alice() -> IdpUser {
         email: Some("alice@example.com".into()),
         email_verified: Some(true),
         name: Some("Alice".into()),
+        contexts: vec!["c1".into()],
+    }
+}
+
+/// Settings a test may change from the defaults of [`System::start`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The challenge service's `challenge_ttl_secs`; its default when `None`.
+    pub challenge_ttl_secs: Option<u64>,
+    /// Members merged into the provider's settings in every service, for example the
+    /// `issuer`, `client_id` and `client_secret` of another IdP in place of the
+    /// development IdP's.
+    pub provider: Option<serde_json::Value>,
+    /// Members merged into the verifier's configuration, for example `idp_timeout_ms`.
+    pub verifier: Option<serde_json::Value>,
+}
+
+/// Copies every member of `extra` into `target`, replacing members of the same name.
+fn merge(target: &mut serde_json::Value, extra: Option<&serde_json::Value>) {
+    if let (Some(target), Some(extra)) = (
+        target.as_object_mut(),
+        extra.and_then(serde_json::Value::as_object),
+    ) {
+        for (name, value) in extra {
+            target.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A user whose email the IdP does not mark verified (`email_verified: false`).
+pub fn carol() -> IdpUser {
+    IdpUser {
+        login: "carol@example.com".into(),
+        password: "carol-password".into(),
+        otp: Some("111222".into()),
+        sub: "00u3carol".into(),
+        oid: Some("33333333-3333-3333-3333-333333333333".into()),
+        email: Some("carol@example.com".into()),
+        email_verified: Some(false),
+        name: Some("Carol".into()),
         contexts: vec!["c1".into()],
     }
 }
@@ -78,10 +121,14 @@ pub fn bob() -> IdpUser {
 }
 
 /// Installs the tracing subscriber with the OpenTelemetry layer once per test binary, so
-/// trace context really travels through NATS headers as in production.
+/// trace context really travels through NATS headers as in production. A test binary that
+/// installed its own subscriber first keeps it.
 fn init_telemetry() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        if tracing::dispatcher::has_been_set() {
+            return;
+        }
         let guard = stepup_telemetry::init("stepup-e2e", stepup_telemetry::LogFormat::Text);
         // The guard flushes spans on drop; the test binary keeps it for its whole life.
         std::mem::forget(guard);
@@ -90,6 +137,13 @@ fn init_telemetry() {
 
 impl System {
     pub async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts the system with `options` changed from the defaults of [`System::start`].
+    pub async fn start_with(
+        options: Options,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         init_telemetry();
         let dir = tempfile::tempdir()?;
         let nats = NatsServer::start().await?;
@@ -99,7 +153,7 @@ impl System {
         let callback_url = format!("http://127.0.0.1:{callback_port}");
         let idp = DevIdp::start(IdpConfig {
             profile: Profile::Okta,
-            users: vec![alice(), bob()],
+            users: vec![alice(), bob(), carol()],
             clients: vec![IdpClient::new(
                 CLIENT_ID,
                 CLIENT_SECRET,
@@ -109,7 +163,7 @@ impl System {
         })
         .await?;
 
-        let shared = serde_json::json!({
+        let mut shared = serde_json::json!({
             "nats": {"url": nats.url()},
             "public_url": callback_url,
             "providers": [{
@@ -125,6 +179,7 @@ impl System {
                 {"policy_id": POLICY, "step_id": PLAIN_STEP, "step_up": false},
             ],
         });
+        merge(&mut shared["providers"][0], options.provider.as_ref());
         let section = |extra: serde_json::Value, keys: &[&str]| {
             let mut object = extra.as_object().cloned().unwrap_or_default();
             object.insert("nats".into(), shared["nats"].clone());
@@ -133,20 +188,47 @@ impl System {
             }
             serde_json::Value::Object(object)
         };
-        let db = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+        // STEPUP_E2E_DATABASE=postgres puts both stores on PostgreSQL (scripts/test.sh runs
+        // the flow tests that way too); the default is one SQLite file per store.
+        let mut databases = Vec::new();
+        let mut database_urls = Vec::new();
+        for name in ["challenge.db", "audit.db"] {
+            let url = if std::env::var("STEPUP_E2E_DATABASE").as_deref() == Ok("postgres") {
+                let database =
+                    stepup_store::testing::TestDatabase::create(stepup_store::Backend::Postgres)
+                        .await?
+                        .ok_or("STEPUP_E2E_DATABASE=postgres needs STEPUP_TEST_POSTGRES_URL")?;
+                let url = database.url.clone();
+                databases.push(database);
+                url
+            } else {
+                format!("sqlite://{}?mode=rwc", dir.path().join(name).display())
+            };
+            database_urls.push((name, url));
+        }
+        let db = |name: &str| {
+            database_urls
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map(|(_, url)| url.clone())
+                .unwrap_or_default()
+        };
 
-        let challenge: stepup_challenge::Config = serde_json::from_value(section(
+        let mut challenge: stepup_challenge::Config = serde_json::from_value(section(
             serde_json::json!({"database_url": db("challenge.db"), "listen": "127.0.0.1:0", "sweep_interval_secs": 1}),
             &["public_url", "providers", "policies"],
         ))?;
+        if let Some(ttl) = options.challenge_ttl_secs {
+            challenge.challenge_ttl_secs = ttl;
+        }
         let callback: stepup_callback::Config = serde_json::from_value(section(
             serde_json::json!({"listen": format!("127.0.0.1:{callback_port}"), "allowed_return_origins": ["https://access.example.com"]}),
             &["public_url"],
         ))?;
-        let verifier: stepup_verifier::Config = serde_json::from_value(section(
-            serde_json::json!({"listen": "127.0.0.1:0"}),
-            &["providers"],
-        ))?;
+        let mut verifier_extra = serde_json::json!({"listen": "127.0.0.1:0"});
+        merge(&mut verifier_extra, options.verifier.as_ref());
+        let verifier: stepup_verifier::Config =
+            serde_json::from_value(section(verifier_extra, &["providers"]))?;
         let audit: stepup_audit::Config = serde_json::from_value(section(
             serde_json::json!({"database_url": db("audit.db"), "listen": "127.0.0.1:0"}),
             &[],
@@ -155,6 +237,7 @@ impl System {
         let shutdown = CancellationToken::new();
         let mut services = Vec::new();
         let started = stepup_challenge::start(challenge, shutdown.clone()).await?;
+        let challenge_url = format!("http://{}", started.http_addr);
         services.push(tokio::spawn(async move {
             started.wait().await.expect("challenge service")
         }));
@@ -212,10 +295,12 @@ impl System {
             bus,
             callback_url,
             audit_url,
+            challenge_url,
             shutdown,
             services,
             recorded,
             _dir: dir,
+            databases,
         })
     }
 
@@ -330,6 +415,9 @@ impl System {
         self.shutdown.cancel();
         for service in self.services {
             let _ = tokio::time::timeout(Duration::from_secs(10), service).await;
+        }
+        for database in self.databases {
+            let _ = database.remove().await;
         }
     }
 }
