@@ -72,6 +72,8 @@ pub async fn service_binaries() -> Result<PathBuf, ProcessError> {
             for service in SERVICES {
                 command.args(["-p", &format!("stepup-{service}")]);
             }
+            // The all-in-one binary, for the command-line tests.
+            command.args(["-p", "stepup"]);
             let output = command
                 .arg("--bins")
                 .stdin(Stdio::null())
