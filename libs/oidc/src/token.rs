@@ -77,6 +77,14 @@ pub async fn request_id_token(
             FetchError::TooLarge { .. } => {
                 Rejection::new(ReasonCode::TokenResponseInvalid, error.to_string())
             }
+            // A connection that was never made cannot have spent the code, so the same
+            // redemption may be tried again; after a timeout the IdP may have used it.
+            FetchError::Unreachable { ref source, .. } if source.is_connect() => {
+                Rejection::transient(
+                    ReasonCode::IdpUnavailable,
+                    format!("token endpoint: {error}"),
+                )
+            }
             FetchError::Timeout { .. } | FetchError::Unreachable { .. } => Rejection::new(
                 ReasonCode::IdpUnavailable,
                 format!("token endpoint: {error}"),
@@ -84,11 +92,20 @@ pub async fn request_id_token(
         })?;
 
     // 2. Errors: an OAuth error body (§5.2), a server failure, anything else unexpected.
+    //    502, 503 and 504 say the authorization server did not handle the request, so a
+    //    retry may succeed; if it did use the code, the retry fails with invalid_grant.
     if reply.status.is_server_error() {
-        return Err(Rejection::new(
-            ReasonCode::IdpUnavailable,
-            format!("the token endpoint {url} returned HTTP {}", reply.status),
-        ));
+        let detail = format!("the token endpoint {url} returned HTTP {}", reply.status);
+        let unavailable = [
+            reqwest::StatusCode::BAD_GATEWAY,
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            reqwest::StatusCode::GATEWAY_TIMEOUT,
+        ];
+        return Err(if unavailable.contains(&reply.status) {
+            Rejection::transient(ReasonCode::IdpUnavailable, detail)
+        } else {
+            Rejection::new(ReasonCode::IdpUnavailable, detail)
+        });
     }
     let body = if reply.is_json() {
         serde_json::from_slice::<Value>(&reply.body).ok()

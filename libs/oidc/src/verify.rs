@@ -41,8 +41,8 @@ pub const DEFAULT_CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
 pub struct Rejection {
     pub reason: ReasonCode,
     pub detail: String,
-    /// The IdP could not be reached before the code was sent, so the same redemption may
-    /// succeed later. After the token request the code is spent and nothing is transient.
+    /// The IdP could not be reached, or said it was unavailable, before it could use the
+    /// code, so the same redemption may succeed later.
     pub transient: bool,
 }
 
@@ -52,6 +52,15 @@ impl Rejection {
             reason,
             detail: detail.into(),
             transient: false,
+        }
+    }
+
+    /// A rejection that may not recur when the same redemption is tried again.
+    pub fn transient(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            transient: true,
         }
     }
 

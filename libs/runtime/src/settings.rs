@@ -47,7 +47,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
 }
 
 impl Settings {
-    /// The configuration of one service: its own section plus the shared sections it uses.
+    /// Builds the configuration of one service: its own section plus the shared sections it
+    /// uses.
     pub fn service<T: DeserializeOwned>(
         &self,
         service: &str,
@@ -69,7 +70,7 @@ impl Settings {
             .with_context(|| format!("invalid configuration for the {service} service"))
     }
 
-    /// The name of the event stream, for commands that read it.
+    /// Returns the name of the event stream, for commands that read it.
     pub fn stream_name(&self) -> anyhow::Result<String> {
         let value = self
             .root
@@ -81,7 +82,7 @@ impl Settings {
         Ok(stream.name)
     }
 
-    /// The shared NATS settings, for commands that only publish.
+    /// Returns the shared NATS settings, for commands that only publish.
     pub fn nats(&self) -> anyhow::Result<stepup_bus::NatsSettings> {
         let value = self
             .root

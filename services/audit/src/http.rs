@@ -10,8 +10,8 @@
 //!   `{"ok": false, "first_broken_seq": S, "reason": "..."}`, both with status 200.
 //! - `GET /audit/export?from_seq=&to_seq=`: JSON Lines, one record per line.
 //! - `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 when NATS is connected
-//!   and the database answers within two seconds, else 503; also 503 from the start of
-//!   shutdown.
+//!   and the database completes a query within two seconds, else 503. It is also 503 from
+//!   the start of shutdown.
 //!
 //! A bad parameter gets a 400 with `{"error": CODE, "parameter": NAME, "message": ...}`.
 
@@ -68,7 +68,7 @@ const RECORD_PARAMS: &[&str] = &[
 
 const RANGE_PARAMS: &[&str] = &["from_seq", "to_seq"];
 
-/// How long `/readyz` waits for the database to answer a query.
+/// How long `/readyz` waits for the database to complete a query.
 const DATABASE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reports whether the NATS connection is up.

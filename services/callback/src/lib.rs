@@ -141,7 +141,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Starte
 
 /// Resolves once shutdown has begun and no page waits for an outcome, or `max_wait` after
 /// shutdown began. Until then the listener keeps serving, so `/readyz` reports 503 rather
-/// than refusing connections, and a reload of a waiting page still gets an answer.
+/// than refusing connections, and a reload of a waiting page still gets a response.
 async fn drained(shutdown: CancellationToken, waiters: Arc<Waiters>, max_wait: Duration) {
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + max_wait;

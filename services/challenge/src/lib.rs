@@ -297,10 +297,10 @@ fn spawn_rpc(
     }
 }
 
-/// How long `/readyz` waits for the database to answer a query.
+/// How long `/readyz` waits for the database to complete a query.
 const DATABASE_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What `/readyz` checks.
+/// The dependencies and the shutdown state that `/readyz` checks.
 #[derive(Debug, Clone)]
 struct Readiness {
     bus: Bus,
@@ -312,7 +312,7 @@ struct Readiness {
 impl Readiness {
     /// Returns 503 from the start of shutdown, so that no new work is routed here while
     /// the events in flight finish, and while NATS is disconnected or the database does
-    /// not answer within [`DATABASE_PING_TIMEOUT`].
+    /// not complete a query within [`DATABASE_PING_TIMEOUT`].
     async fn status(&self) -> StatusCode {
         if !accepts_work(self.shutdown.is_cancelled(), self.bus.is_connected()) {
             return StatusCode::SERVICE_UNAVAILABLE;
@@ -326,7 +326,7 @@ fn accepts_work(shutting_down: bool, bus_connected: bool) -> bool {
     !shutting_down && bus_connected
 }
 
-/// Returns 200 when `database` answers a query within [`DATABASE_PING_TIMEOUT`], else 503.
+/// Returns 200 when `database` completes a query within [`DATABASE_PING_TIMEOUT`], else 503.
 async fn database_status(database: &stepup_store::Database) -> StatusCode {
     match tokio::time::timeout(DATABASE_PING_TIMEOUT, database.ping()).await {
         Ok(Ok(())) => StatusCode::OK,

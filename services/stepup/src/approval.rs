@@ -19,7 +19,7 @@ use stepup_events::{Envelope, subject};
 use crate::cli::{ApprovalCommand, RequestArgs, WatchArgs};
 use stepup_runtime::Settings;
 
-/// How long to wait for the first answer when `--wait-secs` is not given.
+/// How long to wait for the first response when `--wait-secs` is not given.
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn run(settings: &Settings, command: ApprovalCommand) -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ async fn request(settings: &Settings, args: RequestArgs) -> anyhow::Result<()> {
     let approval = approval_from(&args)?;
     let bus = Bus::connect(&settings.nats()?, "cli").await?;
 
-    // Subscribe before publishing, so no answer can slip past.
+    // Subscribe before publishing, so no response can slip past.
     let answers = bus
         .client()
         .subscribe("stepup.>")
@@ -112,7 +112,7 @@ async fn follow(
         let payload = tokio::time::timeout_at(deadline, events.next()).await;
         let Ok(Some(payload)) = payload else {
             anyhow::bail!(
-                "no final answer for approval {approval_id} within {}s; check that the challenge service is running",
+                "no final outcome for approval {approval_id} within {}s; check that the challenge service is running",
                 wait.as_secs()
             );
         };
@@ -135,7 +135,7 @@ async fn follow(
     }
 }
 
-/// Where an approval stands after an event.
+/// The state of an approval after an event.
 enum Progress {
     Pending,
     Completed,

@@ -50,11 +50,21 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// Base URL of the challenge service's admin API.
-    #[arg(long, global = true, env = "STEPUP_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        global = true,
+        env = "STEPUP_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub admin_url: String,
     /// The admin token (challenge.admin_token). Prefer the variable or --admin-token-file
     /// to keep it out of the process list.
-    #[arg(long, global = true, env = "STEPUP_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STEPUP_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// File that holds the admin token.
     #[arg(long, global = true)]
@@ -164,7 +174,11 @@ pub struct SetPolicyArgs {
     #[arg(long)]
     pub step_id: String,
     /// The provider that re-authenticates the approver.
-    #[arg(long, required_unless_present = "no_step_up", conflicts_with = "no_step_up")]
+    #[arg(
+        long,
+        required_unless_present = "no_step_up",
+        conflicts_with = "no_step_up"
+    )]
     pub provider: Option<String>,
     /// The step needs no step-up and completes at once.
     #[arg(long)]

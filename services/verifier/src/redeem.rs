@@ -220,14 +220,14 @@ impl Verifier {
     }
 }
 
-/// Whether a transient failure gets another delivery.
+/// The inputs that decide whether a transient failure gets another delivery.
 #[derive(Debug, Clone, Copy)]
 struct RetryWindow {
     /// Whether the consumer would deliver the event again.
     deliveries_left: bool,
     /// The consumer's backoff before the next delivery.
     delay: Duration,
-    /// The longest one redemption attempt can take.
+    /// The maximum duration of one redemption attempt.
     attempt: Duration,
     expires_at: DateTime<Utc>,
 }

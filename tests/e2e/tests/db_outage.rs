@@ -202,8 +202,8 @@ async fn bring_back(admin: &AnyPool, name: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Polls the first instance of `service` until `/readyz` answers `expected` or 15 s
-/// passed, and returns the last answer.
+/// Polls the first instance of `service` until `/readyz` returns `expected` or 15 s
+/// passed, and returns the last status.
 async fn wait_for_readiness(
     deployment: &mut Deployment,
     service: &str,

@@ -1,5 +1,5 @@
-//! An identity provider that cannot be reached while the verifier redeems a code: the
-//! verifier retries within the challenge's lifetime, and when the provider stays down it
+//! An identity provider that cannot be reached while the verifier redeems a code. The
+//! verifier retries within the challenge's lifetime. When the provider stays down, it
 //! rejects with `idp_unavailable` before the challenge would expire, so the approver's page
 //! names the reason instead of a silent expiry.
 //!
@@ -89,6 +89,38 @@ async fn brief_idp_outage_completes_once() -> TestResult {
         .await;
     assert_eq!(hostile.idp.requests().token, 1);
     assert_eq!(system.count(subject::AUTH_VERIFIED, approval_id), 1);
+    assert_eq!(system.count(subject::AUTH_REJECTED, approval_id), 0);
+    assert_eq!(system.count(subject::APPROVAL_COMPLETED, approval_id), 1);
+    hostile.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn brief_token_endpoint_outage_completes_once() -> TestResult {
+    let hostile = start(Script::defect(Defect::TokenServiceUnavailable), 60).await?;
+    let (approval, link) = hostile.request_step_up().await?;
+    let approval_id = approval.approval_id.as_str();
+    let browser = tokio::spawn(async move { open_link(&link).await.map(|page| page.body) });
+
+    // 1. The token endpoint answers 503 to the first attempt and a retry.
+    let deadline = tokio::time::Instant::now() + support::EVENT_TIMEOUT;
+    while hostile.idp.requests().token < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than 2 token requests"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 2. It recovers and the next retry redeems the same, still valid, code.
+    hostile.idp.set_script(Script::default());
+    let body = browser.await??;
+    assert!(body.contains("Approval complete"), "{body}");
+
+    let system = &hostile.system;
+    system
+        .wait_for(subject::APPROVAL_COMPLETED, approval_id)
+        .await;
     assert_eq!(system.count(subject::AUTH_REJECTED, approval_id), 0);
     assert_eq!(system.count(subject::APPROVAL_COMPLETED, approval_id), 1);
     hostile.stop().await;

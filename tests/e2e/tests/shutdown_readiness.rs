@@ -32,8 +32,11 @@ async fn callback_reports_unready_while_page_waits() -> TestResult {
         .wait_for(subject::AUTH_CODE_RECEIVED, &approval_id, TIMEOUT)
         .await?;
 
-    // 2. SIGTERM: the callback still answers, and reports that it takes no new work.
-    let pid = deployment.process("callback", 0).pid().expect("callback runs");
+    // 2. SIGTERM: the callback still serves requests, and reports that it takes no new work.
+    let pid = deployment
+        .process("callback", 0)
+        .pid()
+        .expect("callback runs");
     let status = tokio::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -52,7 +55,12 @@ async fn callback_reports_unready_while_page_waits() -> TestResult {
     let body = browser.await??;
     assert!(body.contains("Approval complete"), "{body}");
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while deployment.process("callback", 0).readiness().await.is_some() {
+    while deployment
+        .process("callback", 0)
+        .readiness()
+        .await
+        .is_some()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the callback still serves after its page got the outcome"

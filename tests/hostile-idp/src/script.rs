@@ -110,6 +110,9 @@ pub enum Defect {
     OAuthError,
     /// HTTP 500 with a text body.
     ServerError,
+    /// HTTP 503 before the code is looked at, as a gateway in front of a down
+    /// authorization server answers; the code stays valid. Replacing the script ends it.
+    TokenServiceUnavailable,
     /// HTTP 200 with an HTML body.
     HtmlBody,
     /// A valid token response padded to `bytes` bytes.

@@ -261,6 +261,9 @@ async fn authorize(
 
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     shared.counters.token.fetch_add(1, Ordering::SeqCst);
+    if matches!(shared.script().defect, Defect::TokenServiceUnavailable) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+    }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
 
     // 1. Client authentication, decoded as RFC 6749 §2.3.1 requires.

@@ -567,9 +567,21 @@ async fn token_endpoint_defects_are_rejected_with_their_reason() -> TestResult {
             Some(expected),
             "{defect:?}"
         );
-        // The code was sent, so nothing after the token request is retried.
+        // The code may have been used, so none of these is retried.
         assert_eq!(rejection.map(|r| r.transient), Some(false), "{defect:?}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unavailable_token_endpoint_is_transient() -> TestResult {
+    let fixture = Fixture::start(Script::defect(Defect::TokenServiceUnavailable)).await?;
+    let rejection = fixture.redeem().await?.err();
+    assert_eq!(
+        rejection.as_ref().map(|r| r.reason),
+        Some(ReasonCode::IdpUnavailable)
+    );
+    assert_eq!(rejection.map(|r| r.transient), Some(true));
     Ok(())
 }
 
