@@ -36,12 +36,31 @@ pub fn workspace_root() -> PathBuf {
     }
 }
 
+/// Ports handed out by [`free_port`]: below Linux's default ephemeral range
+/// (32768-60999), from which the kernel picks the local ports of outgoing connections and
+/// of listeners bound to port 0. A port from that range, released and bound again a moment
+/// later, was often taken in between by one of the many connections the tests open.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
 /// Returns a TCP port on 127.0.0.1 that was free when this function ran.
 ///
 /// The port is released before returning, so another process can take it
-/// before the caller binds it. A caller that starts a server on it should
-/// retry with another port when the bind fails.
+/// before the caller binds it; picking it at random outside the ephemeral range makes
+/// that unlikely. A caller that starts a server on it should still retry with another
+/// port when the bind fails.
 pub fn free_port() -> io::Result<u16> {
+    use std::hash::{BuildHasher, RandomState};
+
+    let random = RandomState::new();
+    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
+    for attempt in 0_u64..200 {
+        let offset = u16::try_from(random.hash_one(attempt) % span).unwrap_or(0);
+        let port = PORT_RANGE.start + offset;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // Everything tried was taken: fall back to a port the kernel picks.
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
