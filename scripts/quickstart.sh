@@ -56,8 +56,8 @@ trap 'exit 130' INT TERM
 command -v curl >/dev/null || fail "curl is missing: apt-get install curl"
 
 # 2. The binary.
-say "building stepup (cargo build -p stepup)"
-cargo build --quiet -p stepup --manifest-path "$ROOT/Cargo.toml"
+say "building stepup (cargo build -p stepup; the first build takes a few minutes)"
+cargo build -p stepup --manifest-path "$ROOT/Cargo.toml"
 STEPUP="$ROOT/target/debug/stepup"
 
 # 3. A fresh working directory and free ports.
@@ -69,6 +69,7 @@ CHALLENGE_PORT=$(free_port)
 VERIFIER_PORT=$(free_port)
 AUDIT_PORT=$(free_port)
 CLIENT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+ADMIN_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 
 say "starting nats-server with JetStream on 127.0.0.1:$NATS_PORT"
 "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
@@ -98,10 +99,13 @@ mkfifo "$WORK/idp.ready"
 node "$ROOT/tests/idp/server.mjs" --config "$WORK/idp.json" >"$WORK/idp.ready" 2>"$WORK/idp.log" &
 PIDS+=($!)
 read -r -t 20 READY_LINE <"$WORK/idp.ready" || fail "the IdP did not start; see $WORK/idp.log"
+rm -f "$WORK/idp.ready"
 ISSUER=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["issuer"])' "$READY_LINE")
 say "IdP issuer: $ISSUER"
 
 say "writing $WORK/stepup.toml"
+printf '%s\n' "$ADMIN_TOKEN" >"$WORK/admin-token"
+chmod 600 "$WORK/admin-token"
 export STEPUP_QUICKSTART_CLIENT_SECRET="$CLIENT_SECRET"
 cat >"$WORK/stepup.toml" <<TOML
 public_url = "http://127.0.0.1:$CALLBACK_PORT"
@@ -112,6 +116,7 @@ url = "nats://127.0.0.1:$NATS_PORT"
 [challenge]
 database_url = "sqlite://$WORK/challenge.db?mode=rwc"
 listen = "127.0.0.1:$CHALLENGE_PORT"
+admin_token = "file:$WORK/admin-token"
 
 [callback]
 listen = "127.0.0.1:$CALLBACK_PORT"
@@ -173,6 +178,9 @@ outcome and exits non-zero unless the approval completed):
     $STEPUP --config $WORK/stepup.toml approval request \\
         --policy-id production-access --step-id security-approval \\
         --approver-id alice --approver-email alice@example.com --wait-secs 600
+
+The admin API (providers and policies) of this run:
+    $STEPUP provider list --admin-url http://127.0.0.1:$CHALLENGE_PORT --admin-token-file $WORK/admin-token
 TEXT
 
 if [ "$WAIT_FOR_OUTCOME" -eq 0 ]; then
@@ -180,6 +188,11 @@ if [ "$WAIT_FOR_OUTCOME" -eq 0 ]; then
 fi
 
 say "waiting for the outcome (up to 10 minutes; Ctrl-C stops everything)"
-"$STEPUP" --config "$WORK/stepup.toml" approval watch --approval-id "$APPROVAL_ID" --wait-secs 600 || true
+# In the background, so a SIGTERM to this script runs its clean-up at once: bash delays a
+# trap until a foreground command ends, and `wait` returns when a signal arrives.
+"$STEPUP" --config "$WORK/stepup.toml" approval watch --approval-id "$APPROVAL_ID" --wait-secs 600 &
+WATCH_PID=$!
+PIDS+=("$WATCH_PID")
+wait "$WATCH_PID" || true
 say "the services keep running; press Ctrl-C to stop them"
 wait || true

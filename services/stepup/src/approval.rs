@@ -119,7 +119,8 @@ async fn follow(
         let Ok(event) = Envelope::from_json(&payload) else {
             continue;
         };
-        if event.subject() != Some(approval_id) {
+        // Audit records repeat each event of the approval; the events themselves suffice.
+        if event.subject() != Some(approval_id) || event.event_type() == subject::AUDIT_RECORDED {
             continue;
         }
         match print_event(&event)? {
@@ -163,7 +164,10 @@ fn print_event(event: &Envelope) -> anyhow::Result<Progress> {
             let completed: ApprovalCompleted = event.data()?;
             println!("approval completed");
             if let Some(evidence) = completed.evidence {
-                println!("  evidence: {}", serde_json::to_string_pretty(&evidence)?);
+                println!("  evidence:");
+                for line in serde_json::to_string_pretty(&evidence)?.lines() {
+                    println!("    {line}");
+                }
             }
             Ok(Progress::Completed)
         }

@@ -114,7 +114,7 @@ async fn list(client: &AdminClient) -> anyhow::Result<()> {
             "{:<20} {:<7} {:<8} {:<22} {}",
             provider["name"].as_str().unwrap_or(""),
             provider["kind"].as_str().unwrap_or(""),
-            provider["enabled"],
+            provider["enabled"].to_string(),
             provider["last_tested_at"].as_str().unwrap_or("never"),
             provider["issuer"].as_str().unwrap_or(""),
         );
