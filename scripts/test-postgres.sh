@@ -52,7 +52,7 @@ main_cluster() {
 }
 
 can_connect() {
-    psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
+    psql -w "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
 }
 
 main() {
