@@ -10,13 +10,13 @@ use crate::envelope::EventData;
 use crate::reason::ReasonCode;
 use crate::subject;
 
-/// The approver as the other system knows them.
+/// The approver, identified as the other system records them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approver {
     /// The approver's id in the other system.
     pub id: String,
     pub email: String,
-    /// The approver's subject at the IdP, when the other system knows it.
+    /// The approver's subject at the IdP, when the other system has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_subject: Option<String>,
 }
@@ -176,7 +176,7 @@ pub struct ChallengeFailed {
     pub message: String,
 }
 
-/// `stepup.challenge.expired`: nobody completed the challenge in time.
+/// `stepup.challenge.expired`: the challenge was not completed before its expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeExpired {
     pub approval_id: String,

@@ -40,7 +40,7 @@ pub enum ReasonCode {
     IdTokenInvalid,
     /// A claim in the ID token has the wrong type or format.
     MalformedClaim,
-    /// The IdP answered the authorization request with an `error`.
+    /// The IdP returned an `error` in the authorization response.
     IdpError,
     /// The IdP's token, discovery or JWKS endpoint could not be reached.
     IdpUnavailable,

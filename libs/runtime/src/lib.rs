@@ -4,6 +4,7 @@
 
 pub mod settings;
 mod signal;
+mod tasks;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use settings::{Settings, load};
 pub use signal::wait_for_shutdown_signal;
+pub use tasks::join_tasks;
 
 /// Exit code for configuration errors (`EX_CONFIG` in sysexits.h).
 pub const EXIT_CONFIG: u8 = 78;

@@ -74,18 +74,9 @@ pub struct Started {
 }
 
 impl Started {
-    /// Waits until every task has ended, which happens after `shutdown` is cancelled.
-    pub async fn wait(mut self) -> Result<(), Error> {
-        let mut result = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Err(error) = joined.map_err(Error::from).and_then(|ended| ended) {
-                tracing::error!(%error, "callback task failed");
-                if result.is_ok() {
-                    result = Err(error);
-                }
-            }
-        }
-        result
+    /// Waits until every task has stopped, which happens after `shutdown` is cancelled.
+    pub async fn wait(self) -> Result<(), Error> {
+        stepup_runtime::join_tasks("callback", self.tasks, Error::from).await
     }
 }
 

@@ -66,7 +66,7 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// File that holds the admin token.
+    /// File that contains the admin token.
     #[arg(long, global = true)]
     pub admin_token_file: Option<PathBuf>,
 }
@@ -216,7 +216,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
-    /// Publish `stepup.approval.requested` and print what the step-up services answer.
+    /// Publish `stepup.approval.requested` and print the events published in response.
     Request(Box<RequestArgs>),
     /// Print the events of one approval (recent ones replayed from the stream, then live)
     /// until its final outcome. Exits non-zero unless the approval completed.
@@ -266,7 +266,7 @@ pub struct RequestArgs {
     pub return_url: Option<String>,
     /// Wait for the final outcome (completed, rejected, failed or expired), in seconds, and
     /// exit non-zero unless the approval completed. Without it, the command returns after
-    /// the first answer.
+    /// the first response.
     #[arg(long)]
     pub wait_secs: Option<u64>,
 }

@@ -58,18 +58,11 @@ pub struct Started {
 
 impl Started {
     /// Waits until every task has stopped, which happens after `shutdown` is cancelled.
-    pub async fn wait(mut self) -> Result<(), Error> {
-        let mut first_error = None;
-        while let Some(result) = self.tasks.join_next().await {
-            let error = match result {
-                Ok(Ok(())) => continue,
-                Ok(Err(error)) => error,
-                Err(join_error) => Error::Task(join_error.to_string()),
-            };
-            tracing::error!(%error, "verifier task stopped with an error");
-            first_error.get_or_insert(error);
-        }
-        first_error.map_or(Ok(()), Err)
+    pub async fn wait(self) -> Result<(), Error> {
+        stepup_runtime::join_tasks("verifier", self.tasks, |failure| {
+            Error::Task(failure.to_string())
+        })
+        .await
     }
 }
 
